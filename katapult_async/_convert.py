@@ -1,0 +1,79 @@
+"""The one cattrs converter: every API body is structured here, and nowhere else."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import cattrs
+
+from katapult_async.models import NetworkInterface, NetworkSpeedProfile, TaskStatus
+
+__all__ = ["converter"]
+
+
+def _unix_to_utc(value: Any, _: type) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected unix seconds, got {type(value).__name__}")
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def _utc_to_unix(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp())
+
+
+def _structure_interface(data: Any, _: type) -> NetworkInterface:
+    if not isinstance(data, dict):
+        raise TypeError("a network interface must be an object")
+    vm = data.get("virtual_machine")
+    network = data.get("network")
+    profile = data.get("speed_profile")
+    return NetworkInterface(
+        id=_str(data["id"]),
+        name=_opt_str(data.get("name")),
+        virtual_machine_id=_opt_str(vm.get("id")) if isinstance(vm, dict) else None,
+        network_id=_opt_str(network.get("id")) if isinstance(network, dict) else None,
+        mac_address=_opt_str(data.get("mac_address")),
+        state=_opt_str(data.get("state")),
+        speed_profile=(
+            converter.structure(profile, NetworkSpeedProfile) if isinstance(profile, dict) else None
+        ),
+    )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _structure_int(value: Any, _: type) -> int:
+    # cattrs' default int hook calls int(), which would accept "12" and 1.9; the API sends integers.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _structure_str(value: Any, _: type) -> str:
+    return _str(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(datetime | None, _unix_to_utc)
+    conv.register_unstructure_hook(datetime, _utc_to_unix)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(TaskStatus, lambda v, _: TaskStatus(v))
+    conv.register_structure_hook(NetworkInterface, _structure_interface)
+    return conv
+
+
+converter = _make_converter()
+"""The converter used for every API body (and for the bulk journal's task snapshots)."""

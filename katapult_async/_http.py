@@ -1,0 +1,244 @@
+"""The single HTTP choke point: every request goes through :meth:`HTTPTransport.request`.
+
+It applies, in order: the shared rate limiter, the per-request timeout, the response size cap, error
+mapping, and the retry policy (driven by ``backoff``). Endpoint code never touches aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+import backoff
+
+from katapult_async._protocol import (
+    APIRequest,
+    ResponseMeta,
+    decode_error,
+    decode_success,
+    read_meta,
+)
+from katapult_async._ratelimit import RateLimiter, parse_retry_after
+from katapult_async._retry import backoff_wait, should_retry
+from katapult_async._version import __version__
+from katapult_async.errors import (
+    InvalidResponseError,
+    KatapultError,
+    RateLimitReachedError,
+    RequestTimeoutError,
+    SpeedProfileAlreadyAssignedError,
+    TransportError,
+)
+
+logger = logging.getLogger("katapult_async")
+
+USER_AGENT = f"katapult-async/{__version__}"
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "katapult_async_deadline", default=None
+)
+
+
+@attrs.frozen
+class TransportConfig:
+    """Options of the HTTP layer, normalised once by the client."""
+
+    base_url: str
+    timeout: float = 30.0
+    max_retries: int = 8
+    max_response_size: int = 1024 * 1024
+    retry_base: float = 0.5
+    retry_max_wait: float = 30.0
+
+
+@attrs.define
+class _CallState:
+    """What one logical call remembers across its attempts."""
+
+    request: APIRequest
+    attempts: int = 0
+    response_lost: bool = False
+
+
+class HTTPTransport:
+    """Sends :class:`APIRequest` objects and returns decoded JSON with the response metadata."""
+
+    def __init__(
+        self,
+        config: TransportConfig,
+        *,
+        token: str,
+        limiter: RateLimiter,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._config = config
+        self._limiter = limiter
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        # The token lives only in this header dict; nothing here ever formats it into text.
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        self._base_url = config.base_url.rstrip("/")
+        self._retrying = backoff.on_exception(
+            backoff_wait,
+            KatapultError,
+            max_tries=config.max_retries + 1,
+            max_time=_deadline.get,
+            giveup=lambda exc: not should_retry(exc),
+            jitter=backoff.full_jitter,
+            on_backoff=self._log_backoff,
+            logger=None,
+            base=config.retry_base,
+            max_value=config.retry_max_wait,
+        )(self._attempt)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter every request of this transport goes through."""
+        return self._limiter
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=512)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session if this transport created it; a caller's session is left open."""
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, request: APIRequest, *, deadline: float | None = None) -> Any:
+        """Send ``request`` with retries and return its decoded JSON body.
+
+        Args:
+            request: The call to make.
+            deadline: Seconds after which no further retry is started.
+
+        Raises:
+            APIError: (a subclass) for an error answer, after retries for transient ones.
+            TransportError: when no answer came, after retries.
+        """
+        data, _meta = await self.request_with_meta(request, deadline=deadline)
+        return data
+
+    async def request_with_meta(
+        self, request: APIRequest, *, deadline: float | None = None
+    ) -> tuple[Any, ResponseMeta]:
+        """Like :meth:`request`, also returning the response's :class:`ResponseMeta`."""
+        state = _CallState(request)
+        token = _deadline.set(deadline)
+        try:
+            result: tuple[Any, ResponseMeta] = await self._retrying(state)
+            return result
+        except KatapultError as exc:
+            exc.attempts = state.attempts
+            raise
+        finally:
+            _deadline.reset(token)
+
+    async def _attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
+        request = state.request
+        session = self._get_session()
+        await self._limiter.acquire()
+        state.attempts += 1
+        url = self._base_url + request.path
+        try:
+            async with session.request(
+                request.method,
+                url,
+                params=request.params,
+                json=request.body,
+                headers=self._headers,
+                allow_redirects=False,
+                raise_for_status=False,
+                timeout=self._timeout,
+            ) as resp:
+                meta = read_meta(resp.status, resp.headers)
+                self._limiter.observe(permitted=meta.permitted, remaining=meta.remaining)
+                body = await self._read_body(resp, meta)
+                content_type = resp.headers.get("Content-Type")
+                reason = resp.reason
+                location = resp.headers.get("Location")
+        except asyncio.TimeoutError as exc:
+            state.response_lost = state.response_lost or not request.idempotent
+            raise RequestTimeoutError(
+                f"{request.kind or request.method}: no response within {self._config.timeout}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            state.response_lost = state.response_lost or not request.idempotent
+            raise TransportError(
+                f"{request.kind or request.method}: {type(exc).__name__}: {exc}"
+            ) from exc
+        status = meta.status
+        if 200 <= status < 300:
+            return decode_success(status, content_type, body, meta.request_id), meta
+        if 300 <= status < 400:
+            raise InvalidResponseError(
+                f"the API answered with a redirect to {location!r}; redirects are not followed",
+                status=status,
+                request_id=meta.request_id,
+            )
+        error = decode_error(meta, body, reason)
+        if isinstance(error, RateLimitReachedError):
+            error.retry_after = parse_retry_after(meta.retry_after)
+            self._limiter.observe_rate_limited(
+                total_permitted=error.total_permitted, retry_after=error.retry_after
+            )
+        elif isinstance(error, SpeedProfileAlreadyAssignedError) and state.response_lost:
+            error.after_lost_response = True
+        raise error
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, meta: ResponseMeta) -> bytes:
+        cap = self._config.max_response_size
+        length = resp.content_length
+        if length is not None and length <= cap:
+            return await resp.read()
+        if length is not None:
+            raise _too_large(meta, cap)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > cap:
+                raise _too_large(meta, cap)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _log_backoff(self, details: Mapping[str, Any]) -> None:
+        state: _CallState = details["args"][0]
+        exc = details.get("exception")
+        logger.info(
+            "retrying %s after attempt %d failed (%s); waiting %.2fs",
+            state.request.kind or state.request.method,
+            details["tries"],
+            exc,
+            details["wait"],
+        )
+
+
+def _too_large(meta: ResponseMeta, cap: int) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"the response body is larger than the {cap}-byte cap",
+        status=meta.status,
+        request_id=meta.request_id,
+    )

@@ -1,0 +1,266 @@
+"""Pure request building and response decoding. No I/O, no aiohttp.
+
+Endpoint methods of the client describe a call as an :class:`APIRequest`; the HTTP layer sends it and
+hands back ``(status, headers, body)``, which the functions here turn into models or errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from katapult_async._convert import converter
+from katapult_async._validate import validate_identifier
+from katapult_async.errors import APIError, InvalidResponseError, error_from_response
+from katapult_async.models import (
+    NetworkInterface,
+    NetworkInterfaceRef,
+    NetworkSpeedProfile,
+    SpeedProfileRef,
+    Task,
+)
+
+T = TypeVar("T")
+
+UPDATE_SPEED_PROFILE_PATH = (
+    "/virtual_machine_network_interfaces/virtual_machine_network_interface/update_speed_profile"
+)
+TASK_PATH = "/tasks/task"
+INTERFACE_PATH = "/virtual_machine_network_interfaces/virtual_machine_network_interface"
+VM_INTERFACES_PATH = "/virtual_machines/virtual_machine/network_interfaces"
+ORG_SPEED_PROFILES_PATH = "/organizations/organization/network_speed_profiles"
+
+DEFAULT_PER_PAGE = 100
+
+
+@attrs.frozen
+class APIRequest:
+    """One API call, before it is sent.
+
+    Attributes:
+        method: ``"GET"`` or ``"PATCH"``.
+        path: The path below the base URL (literal segments, as in the spec).
+        params: Query parameters (bracketed lookups such as ``task[id]``).
+        body: The JSON body, for PATCH.
+        kind: A short label for logs and metrics (``"update_speed_profile"``, ``"get_task"``).
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    body: Mapping[str, Any] | None = None
+    kind: str = ""
+
+    @property
+    def idempotent(self) -> bool:
+        """GETs are always safe to send again."""
+        return self.method == "GET"
+
+
+@attrs.frozen
+class ResponseMeta:
+    """What the client reads from the headers of every response."""
+
+    status: int
+    request_id: str | None = None
+    permitted: int | None = None
+    remaining: int | None = None
+    retry_after: str | None = None
+
+
+def update_speed_profile_request(
+    interface: str | NetworkInterfaceRef, speed_profile: str | SpeedProfileRef
+) -> APIRequest:
+    """The PATCH that assigns ``speed_profile`` to ``interface``.
+
+    Raises:
+        ValueError, TypeError: for a malformed id or permalink (before anything is sent).
+    """
+    iface = NetworkInterfaceRef.parse(interface)
+    profile = SpeedProfileRef.parse(speed_profile)
+    return APIRequest(
+        "PATCH",
+        UPDATE_SPEED_PROFILE_PATH,
+        body={
+            "virtual_machine_network_interface": {"id": iface.id},
+            "speed_profile": profile.as_lookup(),
+        },
+        kind="update_speed_profile",
+    )
+
+
+def get_task_request(task_id: str) -> APIRequest:
+    """The GET of one task by id."""
+    validate_identifier(task_id, what="task id")
+    return APIRequest("GET", TASK_PATH, params={"task[id]": task_id}, kind="get_task")
+
+
+def get_interface_request(interface: str | NetworkInterfaceRef) -> APIRequest:
+    """The GET of one network interface by id."""
+    iface = NetworkInterfaceRef.parse(interface)
+    return APIRequest(
+        "GET",
+        INTERFACE_PATH,
+        params={"virtual_machine_network_interface[id]": iface.id},
+        kind="get_network_interface",
+    )
+
+
+def _one_lookup(prefix: str, **lookups: str | None) -> dict[str, str]:
+    given = {k: v for k, v in lookups.items() if v is not None}
+    if len(given) != 1:
+        names = " or ".join(lookups)
+        raise ValueError(f"give exactly one of {names}")
+    ((key, value),) = given.items()
+    validate_identifier(value, what=key)
+    return {f"{prefix}[{key}]": value}
+
+
+def list_interfaces_request(
+    *, virtual_machine_id: str | None, fqdn: str | None, page: int, per_page: int
+) -> APIRequest:
+    """One page of a virtual machine's network interfaces (by VM id or FQDN)."""
+    params = _one_lookup("virtual_machine", id=virtual_machine_id, fqdn=fqdn)
+    params.update(page=str(page), per_page=str(per_page))
+    return APIRequest("GET", VM_INTERFACES_PATH, params=params, kind="list_network_interfaces")
+
+
+def list_speed_profiles_request(
+    *, organization_id: str | None, sub_domain: str | None, page: int, per_page: int
+) -> APIRequest:
+    """One page of an organisation's network speed profiles (by org id or sub-domain)."""
+    params = _one_lookup("organization", id=organization_id, sub_domain=sub_domain)
+    params.update(page=str(page), per_page=str(per_page))
+    return APIRequest("GET", ORG_SPEED_PROFILES_PATH, params=params, kind="list_speed_profiles")
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def read_meta(status: int, headers: Mapping[str, str]) -> ResponseMeta:
+    """Read the request id, the rate-limit headers and ``Retry-After`` (case-insensitive mapping)."""
+    return ResponseMeta(
+        status=status,
+        request_id=headers.get("X-Request-Id"),
+        permitted=_int_header(headers, "X-Ratelimit-Permitted"),
+        remaining=_int_header(headers, "X-Ratelimit-Remaining"),
+        retry_after=headers.get("Retry-After"),
+    )
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` announces JSON (``application/json``, ``…+json``)."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def decode_success(
+    status: int, content_type: str | None, body: bytes, request_id: str | None
+) -> Any:
+    """Parse the JSON body of a 2xx response.
+
+    Raises:
+        InvalidResponseError: when the body is not JSON or not labelled as JSON.
+    """
+    if not is_json_content_type(content_type):
+        raise InvalidResponseError(
+            f"expected a JSON response, got Content-Type {content_type or 'none'!r}",
+            status=status,
+            request_id=request_id,
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidResponseError(
+            f"the response body is not valid JSON ({exc})", status=status, request_id=request_id
+        ) from exc
+
+
+def decode_error(meta: ResponseMeta, body: bytes, reason: str | None = None) -> APIError:
+    """The :class:`APIError` for a non-2xx response (never raises)."""
+    return error_from_response(meta.status, body, request_id=meta.request_id, reason=reason)
+
+
+def _member(data: Any, key: str, meta: ResponseMeta | None) -> Any:
+    if not isinstance(data, dict) or key not in data:
+        raise InvalidResponseError(
+            f"the response has no {key!r} object",
+            status=meta.status if meta else 200,
+            request_id=meta.request_id if meta else None,
+        )
+    return data[key]
+
+
+def structure(value: Any, cls: type[T], what: str, meta: ResponseMeta | None = None) -> T:
+    """Structure ``value`` into ``cls``, mapping any failure to :class:`InvalidResponseError`."""
+    try:
+        return converter.structure(value, cls)
+    except Exception as exc:  # cattrs raises several types (ClassValidationError, KeyError, ...)
+        raise InvalidResponseError(
+            f"the response's {what} could not be understood: {_describe(exc)}",
+            status=meta.status if meta else 200,
+            request_id=meta.request_id if meta else None,
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    subs = getattr(exc, "exceptions", None)
+    if subs:
+        return "; ".join(_describe(sub) for sub in subs)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def decode_task(data: Any, meta: ResponseMeta | None = None) -> Task:
+    """The :class:`Task` in a ``{"task": {...}}`` body."""
+    return structure(_member(data, "task", meta), Task, "task", meta)
+
+
+def decode_interface(data: Any, meta: ResponseMeta | None = None) -> NetworkInterface:
+    """The interface in a ``{"virtual_machine_network_interface": {...}}`` body."""
+    value = _member(data, "virtual_machine_network_interface", meta)
+    return structure(value, NetworkInterface, "network interface", meta)
+
+
+def decode_page(
+    data: Any, key: str, cls: type[T], meta: ResponseMeta | None = None
+) -> tuple[list[T], int]:
+    """The items of one page of a list and the total number of pages."""
+    items = _member(data, key, meta)
+    if not isinstance(items, list):
+        raise InvalidResponseError(
+            f"the response's {key!r} is not a list",
+            status=meta.status if meta else 200,
+            request_id=meta.request_id if meta else None,
+        )
+    pagination = data.get("pagination") if isinstance(data, dict) else None
+    total_pages = pagination.get("total_pages") if isinstance(pagination, dict) else None
+    if not isinstance(total_pages, int) or isinstance(total_pages, bool):
+        total_pages = 1
+    return [structure(item, cls, key, meta) for item in items], total_pages
+
+
+def decode_speed_profiles(
+    data: Any, meta: ResponseMeta | None = None
+) -> tuple[list[NetworkSpeedProfile], int]:
+    """One page of ``network_speed_profiles``."""
+    return decode_page(data, "network_speed_profiles", NetworkSpeedProfile, meta)
+
+
+def decode_interfaces(
+    data: Any, meta: ResponseMeta | None = None
+) -> tuple[list[NetworkInterface], int]:
+    """One page of ``virtual_machine_network_interfaces``."""
+    return decode_page(data, "virtual_machine_network_interfaces", NetworkInterface, meta)

@@ -1,0 +1,383 @@
+"""The :class:`KatapultClient`: configuration, lifecycle, and the endpoint methods."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import attrs
+
+from katapult_async import _protocol as proto
+from katapult_async._callbacks import ProgressCallback
+from katapult_async._http import HTTPTransport, TransportConfig
+from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async.errors import ConfigurationError
+from katapult_async.models import (
+    NetworkInterface,
+    NetworkInterfaceRef,
+    NetworkSpeedProfile,
+    SpeedProfileRef,
+    Task,
+)
+from katapult_async.poller import TaskPoller
+
+if TYPE_CHECKING:
+    from katapult_async.bulk import BulkProgress, UpdateItem
+    from katapult_async.models import UpdateResult
+
+__all__ = ["DEFAULT_BASE_URL", "TOKEN_ENV_VAR", "KatapultClient"]
+
+DEFAULT_BASE_URL = "https://api.katapult.io/core/v1"
+TOKEN_ENV_VAR = "KATAPULT_API_TOKEN"
+
+T = TypeVar("T")
+
+
+def _mask(token: str) -> str:
+    return "****" + token[-4:] if len(token) >= 20 else "****"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    if parts.username or parts.password:
+        raise ConfigurationError("base_url must not carry credentials")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// to {parts.hostname}: the token would travel unencrypted "
+            "(use https, a loopback host, or allow_insecure_http=True)"
+        )
+    return base_url.rstrip("/")
+
+
+def _check_token(token: str | None) -> str:
+    if token is None:
+        token = os.environ.get(TOKEN_ENV_VAR) or None
+    if token is None:
+        raise ConfigurationError(
+            f"no API token: pass token=... or set the {TOKEN_ENV_VAR} environment variable"
+        )
+    if not isinstance(token, str):
+        raise ConfigurationError("the API token must be a string")
+    token = token.strip()
+    if not token or not token.isprintable() or any(ch.isspace() for ch in token):
+        # Never echo the token itself.
+        raise ConfigurationError("the API token is empty or contains whitespace/control characters")
+    return token
+
+
+@attrs.frozen
+class ClientConfig:
+    """The client's options after normalisation (no token: it is kept out of every value)."""
+
+    base_url: str = DEFAULT_BASE_URL
+    rate_limit: int | None = None
+    rate_limit_window: float = 60.0
+    timeout: float = 30.0
+    max_retries: int = 8
+    poll_interval: float = 1.0
+    max_poll_interval: float = 15.0
+    max_response_size: int = 1024 * 1024
+    allow_insecure_http: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.rate_limit is not None and self.rate_limit < 1:
+            raise ConfigurationError("rate_limit must be a positive number of requests")
+        if self.rate_limit_window <= 0:
+            raise ConfigurationError("rate_limit_window must be positive")
+        if self.timeout <= 0:
+            raise ConfigurationError("timeout must be positive")
+        if self.max_retries < 0:
+            raise ConfigurationError("max_retries must be 0 or more")
+        if self.poll_interval <= 0 or self.max_poll_interval < self.poll_interval:
+            raise ConfigurationError("need 0 < poll_interval <= max_poll_interval")
+        if self.max_response_size < 1024:
+            raise ConfigurationError("max_response_size must be at least 1024 bytes")
+
+
+class KatapultClient:
+    """An asyncio client for changing network speed profiles on Katapult.
+
+    Use it as an async context manager (or call :meth:`close`)::
+
+        async with KatapultClient() as client:          # token from KATAPULT_API_TOKEN
+            task = await client.update_speed_profile("vmnet_abc", "1gbps", wait=True)
+
+    Every request, PATCHes and task polls alike, goes through one rate limiter shared by the whole
+    client (pass ``limiter=`` to share it between clients of the same token). The limiter learns the
+    limit from ``rate_limit``, else from the ``X-Ratelimit-Permitted``/``-Remaining`` headers of every
+    response, else from the first 429's ``total_permitted``, and paces requests so that no more than
+    the limit start within any window.
+
+    Retry policy: 429 (after the limiter's pause), 503, 502/504 and other 5xx, 406
+    ``task_queueing_error``, connection errors and timeouts are retried up to ``max_retries`` times
+    with exponential backoff and full jitter (``max_retries=0``: one attempt). Other 4xx are not.
+
+    Args:
+        token: The API token; ``None`` reads ``KATAPULT_API_TOKEN``. Never shown in reprs or logs.
+        base_url: The Core API base URL. Plain ``http://`` is refused unless the host is loopback
+            or ``allow_insecure_http=True``.
+        rate_limit: Requests permitted per ``rate_limit_window`` seconds, when known up front.
+        rate_limit_window: The length of the server's rate-limit window (60 s on Katapult).
+        timeout: Seconds for each HTTP request (default 30).
+        max_retries: Retries after the first attempt (default 8).
+        poll_interval: First task poll interval in seconds (default 1).
+        max_poll_interval: Longest interval between task polls (default 15).
+        session: An ``aiohttp.ClientSession`` to use; the client never closes a caller's session.
+        limiter: A :class:`RateLimiter` to share with other clients of the same token.
+        max_response_size: Bodies larger than this many bytes are refused (default 1 MiB).
+        allow_insecure_http: Permit plain ``http://`` to non-loopback hosts.
+
+    Raises:
+        ConfigurationError: when no token is available or an option is invalid.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        rate_limit: int | None = None,
+        rate_limit_window: float = 60.0,
+        timeout: float = 30.0,
+        max_retries: int = 8,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 15.0,
+        session: aiohttp.ClientSession | None = None,
+        limiter: RateLimiter | None = None,
+        max_response_size: int = 1024 * 1024,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._token = _check_token(token)
+        self.config = ClientConfig(
+            base_url=_check_base_url(base_url, allow_insecure_http),
+            rate_limit=rate_limit,
+            rate_limit_window=rate_limit_window,
+            timeout=timeout,
+            max_retries=max_retries,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            max_response_size=max_response_size,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._limiter = limiter or RateLimiter(rate_limit, rate_limit_window)
+        self._transport = HTTPTransport(
+            TransportConfig(
+                base_url=self.config.base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                max_response_size=max_response_size,
+            ),
+            token=self._token,
+            limiter=self._limiter,
+            session=session,
+        )
+        self._poller = TaskPoller(
+            self.get_task, poll_interval=poll_interval, max_poll_interval=max_poll_interval
+        )
+
+    def __repr__(self) -> str:
+        return f"<KatapultClient base_url={self.config.base_url!r} token={_mask(self._token)!r}>"
+
+    def __getstate__(self) -> Any:
+        raise TypeError("KatapultClient cannot be pickled (it holds a live session and the token)")
+
+    async def __aenter__(self) -> KatapultClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session the client created (a caller's session stays open)."""
+        await self._transport.close()
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter shared by every request of this client."""
+        return self._limiter
+
+    @property
+    def rate_limit(self) -> RateLimitState:
+        """A snapshot of the limiter: current limit, requests in the window, 429s seen."""
+        return self._limiter.snapshot()
+
+    @property
+    def poller(self) -> TaskPoller:
+        """The task poller (it learns task durations across calls)."""
+        return self._poller
+
+    # --- endpoints ---------------------------------------------------------------------------
+
+    async def update_speed_profile(
+        self,
+        interface: str | NetworkInterfaceRef,
+        speed_profile: str | SpeedProfileRef,
+        *,
+        wait: bool = False,
+        on_progress: ProgressCallback[Task] | None = None,
+        timeout: float | None = None,
+    ) -> Task:
+        """Assign a network speed profile to an interface.
+
+        Args:
+            interface: An interface id (``vmnet_...``) or :class:`NetworkInterfaceRef`.
+            speed_profile: A :class:`SpeedProfileRef`, or a string: ``nsp_...`` is an id, anything
+                else a permalink (``"1gbps"``).
+            wait: Also wait for the task to finish and return the final task.
+            on_progress: With ``wait=True``, called with each new state of the task.
+            timeout: With ``wait=True``, seconds to wait for the task before
+                :class:`TaskTimeoutError`.
+
+        Returns:
+            The task the API created (pending), or with ``wait=True`` the completed task.
+
+        Raises:
+            ValueError: for a malformed id or permalink (nothing is sent).
+            SpeedProfileAlreadyAssignedError: the interface already has that profile.
+            TaskFailedError, TaskTimeoutError: with ``wait=True``.
+            APIError, TransportError: see :mod:`katapult_async.errors`.
+        """
+        request = proto.update_speed_profile_request(interface, speed_profile)
+        data, meta = await self._transport.request_with_meta(request)
+        task = proto.decode_task(data, meta)
+        if not wait:
+            return task
+        return await self._poller.wait(
+            task, on_progress=on_progress, timeout=timeout, submitted_at=time.monotonic()
+        )
+
+    async def get_task(self, task_id: str) -> Task:
+        """Fetch a task by id (``GET /tasks/task?task[id]=...``).
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        request = proto.get_task_request(task_id)
+        data, meta = await self._transport.request_with_meta(request)
+        return proto.decode_task(data, meta)
+
+    async def wait_for_task(
+        self,
+        task: Task | str,
+        *,
+        on_progress: ProgressCallback[Task] | None = None,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+    ) -> Task:
+        """Poll a task until it completes and return it.
+
+        The schedule learns how long tasks of each name take, so that most tasks are polled about
+        once after they finish. Every poll goes through the rate limiter.
+
+        Args:
+            task: A :class:`Task` or a task id.
+            on_progress: Called (sync or async) on the first observation, on every change of
+                status or progress, and on the final one.
+            timeout: Seconds to wait before :class:`TaskTimeoutError`.
+            poll_interval: Overrides the client's first poll interval for this wait.
+
+        Raises:
+            TaskFailedError: the task ended ``failed`` (``.task`` is the final task).
+            TaskTimeoutError: ``timeout`` passed first (``.task`` is the last one seen).
+        """
+        return await self._poller.wait(
+            task, on_progress=on_progress, timeout=timeout, poll_interval=poll_interval
+        )
+
+    async def get_network_interface(self, interface: str | NetworkInterfaceRef) -> NetworkInterface:
+        """Fetch one virtual machine network interface, with its current speed profile."""
+        request = proto.get_interface_request(interface)
+        data, meta = await self._transport.request_with_meta(request)
+        return proto.decode_interface(data, meta)
+
+    async def list_network_interfaces(
+        self,
+        *,
+        virtual_machine_id: str | None = None,
+        fqdn: str | None = None,
+        per_page: int = proto.DEFAULT_PER_PAGE,
+    ) -> list[NetworkInterface]:
+        """Every network interface of one virtual machine (by id or FQDN), walking all pages."""
+        items: list[NetworkInterface] = []
+        page, total = 1, 1
+        while page <= total:
+            request = proto.list_interfaces_request(
+                virtual_machine_id=virtual_machine_id, fqdn=fqdn, page=page, per_page=per_page
+            )
+            data, meta = await self._transport.request_with_meta(request)
+            batch, total = proto.decode_interfaces(data, meta)
+            items.extend(batch)
+            page += 1
+        return items
+
+    async def list_speed_profiles(
+        self,
+        *,
+        organization_id: str | None = None,
+        sub_domain: str | None = None,
+        per_page: int = proto.DEFAULT_PER_PAGE,
+    ) -> list[NetworkSpeedProfile]:
+        """Every network speed profile of an organisation (by id or sub-domain), all pages."""
+        items: list[NetworkSpeedProfile] = []
+        page, total = 1, 1
+        while page <= total:
+            request = proto.list_speed_profiles_request(
+                organization_id=organization_id, sub_domain=sub_domain, page=page, per_page=per_page
+            )
+            data, meta = await self._transport.request_with_meta(request)
+            batch, total = proto.decode_speed_profiles(data, meta)
+            items.extend(batch)
+            page += 1
+        return items
+
+    def bulk_update_speed_profiles(
+        self,
+        updates: Iterable[UpdateItem] | AsyncIterable[UpdateItem],
+        *,
+        concurrency: int = 16,
+        wait: bool = True,
+        on_progress: ProgressCallback[BulkProgress] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        total: int | None = None,
+    ) -> AsyncIterator[UpdateResult]:
+        """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
+
+        See :func:`katapult_async.bulk.bulk_update` for the full contract.
+        """
+        from katapult_async.bulk import bulk_update
+
+        return bulk_update(
+            self,
+            updates,
+            concurrency=concurrency,
+            wait=wait,
+            on_progress=on_progress,
+            journal=journal,
+            timeout=timeout,
+            total=total,
+        )

@@ -1,0 +1,372 @@
+"""The error tree, the ``{code: class}`` table, and :func:`error_from_response`.
+
+::
+
+    KatapultError
+    ├── ConfigurationError (also ValueError)      bad client options: no token, insecure URL
+    ├── APIError                                  the API (or a proxy) answered with an error
+    │   ├── MissingAPITokenError                  400 missing_api_token
+    │   ├── InvalidAPITokenError                  403 invalid_api_token
+    │   ├── InvalidCapabilitiesTokenError         403 invalid_capabilities_token
+    │   ├── UnauthorizedNetworkForAPITokenError   403 .ip_address
+    │   ├── ScopeNotGrantedError                  403 .scopes
+    │   ├── NotFoundError                         any *_not_found
+    │   │   ├── NetworkInterfaceNotFoundError     404
+    │   │   ├── SpeedProfileNotFoundError         404
+    │   │   └── TaskNotFoundError                 404
+    │   ├── TaskQueueingError                     406 .details (transient)
+    │   ├── SpeedProfileAlreadyAssignedError      422 .after_lost_response
+    │   ├── RateLimitReachedError                 429 .total_permitted, .retry_after
+    │   ├── ServiceUnavailableError               503
+    │   └── InvalidResponseError                  a response the client cannot understand
+    ├── TransportError (also ConnectionError)     the request did not get an answer
+    │   └── RequestTimeoutError (also TimeoutError)
+    ├── TaskFailedError                           .task ended ``failed``
+    └── TaskTimeoutError (also TimeoutError)      .task, .waited
+
+Every :class:`APIError` carries ``status``, ``code``, ``description``, ``detail`` and the
+``request_id`` (the ``X-Request-Id`` header Katapult's support asks for). Errors raised after retries
+also carry ``attempts``. No error message ever contains the API token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from katapult_async.models import Task
+
+__all__ = [
+    "APIError",
+    "ConfigurationError",
+    "InvalidAPITokenError",
+    "InvalidCapabilitiesTokenError",
+    "InvalidResponseError",
+    "KatapultError",
+    "MissingAPITokenError",
+    "NetworkInterfaceNotFoundError",
+    "NotFoundError",
+    "RateLimitReachedError",
+    "RequestTimeoutError",
+    "ScopeNotGrantedError",
+    "ServiceUnavailableError",
+    "SpeedProfileAlreadyAssignedError",
+    "SpeedProfileNotFoundError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskQueueingError",
+    "TaskTimeoutError",
+    "TransportError",
+    "UnauthorizedNetworkForAPITokenError",
+    "error_from_response",
+]
+
+
+class KatapultError(Exception):
+    """Base class of every error this library raises."""
+
+    attempts: int = 1
+    """How many attempts were made before this error was raised (set by the retry loop)."""
+
+
+class ConfigurationError(KatapultError, ValueError):
+    """The client was configured in a way that cannot work (no token, plain http to a remote host)."""
+
+
+class APIError(KatapultError):
+    """The API, or a proxy in front of it, answered with an error.
+
+    Attributes:
+        status: The HTTP status code.
+        code: The API's error code (``"task_not_found"``), or ``None`` for a body without one.
+        description: The API's human-readable description.
+        detail: The error's ``detail`` object (``{}`` when absent).
+        request_id: The response's ``X-Request-Id``, for Katapult's support.
+    """
+
+    code_name: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        status: int,
+        code: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.description = description
+        self.detail: Mapping[str, Any] = detail if detail is not None else {}
+        self.request_id = request_id
+        self._read_detail(self.detail)
+        super().__init__(self._message())
+
+    def _read_detail(self, detail: Mapping[str, Any]) -> None:
+        """Subclasses copy the fields of ``detail`` they document into attributes."""
+
+    def _message(self) -> str:
+        head = f"{self.code}: {self.description}" if self.code else self.description
+        tail = f"HTTP {self.status}"
+        if self.request_id:
+            tail += f", request id {self.request_id}"
+        return f"{head} ({tail})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_api_error,
+            (type(self), self.description, self.status, self.code, dict(self.detail)),
+            {"request_id": self.request_id, "attempts": self.attempts},
+        )
+
+
+def _rebuild_api_error(
+    cls: type[APIError], description: str, status: int, code: str | None, detail: dict[str, Any]
+) -> APIError:
+    return cls(description, status=status, code=code, detail=detail)
+
+
+class MissingAPITokenError(APIError):
+    """400 ``missing_api_token``: no ``Authorization: Bearer`` header reached the API."""
+
+    code_name = "missing_api_token"
+
+
+class InvalidAPITokenError(APIError):
+    """403 ``invalid_api_token``: the token does not exist or has expired."""
+
+    code_name = "invalid_api_token"
+
+
+class InvalidCapabilitiesTokenError(APIError):
+    """403 ``invalid_capabilities_token``."""
+
+    code_name = "invalid_capabilities_token"
+
+
+class UnauthorizedNetworkForAPITokenError(APIError):
+    """403: the token may not be used from this network. ``ip_address`` is the caller's address."""
+
+    code_name = "unauthorized_network_for_api_token"
+    ip_address: str | None = None
+
+    def _read_detail(self, detail: Mapping[str, Any]) -> None:
+        value = detail.get("ip_address")
+        self.ip_address = value if isinstance(value, str) else None
+
+
+class ScopeNotGrantedError(APIError):
+    """403: the token lacks a scope. ``scopes`` lists the scopes that would allow the call."""
+
+    code_name = "scope_not_granted"
+    scopes: tuple[str, ...] = ()
+
+    def _read_detail(self, detail: Mapping[str, Any]) -> None:
+        value = detail.get("scopes")
+        if isinstance(value, list):
+            self.scopes = tuple(str(s) for s in value)
+
+
+class NotFoundError(APIError):
+    """404: the object looked up does not exist."""
+
+
+class NetworkInterfaceNotFoundError(NotFoundError):
+    """404 ``virtual_machine_network_interface_not_found``."""
+
+    code_name = "virtual_machine_network_interface_not_found"
+
+
+class SpeedProfileNotFoundError(NotFoundError):
+    """404 ``network_speed_profile_not_found``."""
+
+    code_name = "network_speed_profile_not_found"
+
+
+class TaskNotFoundError(NotFoundError):
+    """404 ``task_not_found``."""
+
+    code_name = "task_not_found"
+
+
+class TaskQueueingError(APIError):
+    """406 ``task_queueing_error``: the background task could not be queued (transient).
+
+    ``details`` is the server's extra explanation, if any.
+    """
+
+    code_name = "task_queueing_error"
+    details: str | None = None
+
+    def _read_detail(self, detail: Mapping[str, Any]) -> None:
+        value = detail.get("details")
+        self.details = value if isinstance(value, str) else None
+
+
+class SpeedProfileAlreadyAssignedError(APIError):
+    """422: the interface already has this speed profile; the desired state holds.
+
+    ``after_lost_response`` is True when this answer came to a retry of a PATCH whose first response
+    was lost: the first attempt evidently made the change.
+    """
+
+    code_name = "speed_profile_already_assigned"
+    after_lost_response: bool = False
+
+
+class RateLimitReachedError(APIError):
+    """429 ``rate_limit_reached``.
+
+    Attributes:
+        total_permitted: The token's limit per minute, from ``detail.total_permitted``.
+        retry_after: Seconds from the ``Retry-After`` header, when the server sent one.
+    """
+
+    code_name = "rate_limit_reached"
+    total_permitted: int | None = None
+    retry_after: float | None = None
+
+    def _read_detail(self, detail: Mapping[str, Any]) -> None:
+        value = detail.get("total_permitted")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            self.total_permitted = value
+
+
+class ServiceUnavailableError(APIError):
+    """503 ``service_unavailable`` (transient)."""
+
+    code_name = "service_unavailable"
+
+
+class InvalidResponseError(APIError):
+    """The response could not be understood: not JSON, the wrong shape, too large, or a redirect."""
+
+
+class TransportError(KatapultError, ConnectionError):
+    """The request got no answer: the connection failed or was dropped."""
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """The request got no answer within the client's ``timeout``."""
+
+
+class TaskFailedError(KatapultError):
+    """The task ended with status ``failed``. ``task`` is the final task."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        super().__init__(f"task {task.id} ({task.name or 'unnamed'}) failed")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task,))
+
+
+class TaskTimeoutError(KatapultError, TimeoutError):
+    """The task did not finish in time.
+
+    Attributes:
+        task: The last task observed (or ``None`` if it was never seen).
+        waited: Seconds waited before giving up.
+    """
+
+    def __init__(self, task: Task | None, waited: float, task_id: str | None = None) -> None:
+        self.task = task
+        self.waited = waited
+        ident = task.id if task is not None else task_id
+        state = f", last seen {task.status.value} at {task.progress}%" if task is not None else ""
+        super().__init__(f"task {ident} did not finish within {waited:.1f}s{state}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task, self.waited))
+
+
+ERROR_CLASSES: Mapping[str, type[APIError]] = {
+    cls.code_name: cls
+    for cls in (
+        MissingAPITokenError,
+        InvalidAPITokenError,
+        InvalidCapabilitiesTokenError,
+        UnauthorizedNetworkForAPITokenError,
+        ScopeNotGrantedError,
+        NetworkInterfaceNotFoundError,
+        SpeedProfileNotFoundError,
+        TaskNotFoundError,
+        TaskQueueingError,
+        SpeedProfileAlreadyAssignedError,
+        RateLimitReachedError,
+        ServiceUnavailableError,
+    )
+    if cls.code_name is not None
+}
+"""The one table from API error code to exception class."""
+
+_MAX_SNIPPET = 200
+
+
+def _class_for(code: str | None, status: int) -> type[APIError]:
+    if code is not None:
+        cls = ERROR_CLASSES.get(code)
+        if cls is not None:
+            return cls
+        if code.endswith("_not_found"):
+            return NotFoundError
+    return APIError
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:_MAX_SNIPPET].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text + ("…" if len(body) > _MAX_SNIPPET else "")
+
+
+def error_from_response(
+    status: int, body: bytes | Any, *, request_id: str | None = None, reason: str | None = None
+) -> APIError:
+    """Build the :class:`APIError` subclass for an error response.
+
+    Reads the live API's wrapped envelope (``{"error": {"code", "description", "detail"}}``) and the
+    documentation's flat one (``{"code", "description", "detail"}``). A body that is not JSON, or is
+    JSON of another shape (an HTML 502 from a proxy, say), yields a plain :class:`APIError` whose
+    description says what came back. Never raises.
+
+    Args:
+        status: The HTTP status.
+        body: The raw body bytes, or an already-decoded JSON value.
+        request_id: The ``X-Request-Id`` response header.
+        reason: The HTTP reason phrase, used when the body says nothing.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        raw = bytes(body)
+        try:
+            data: Any = json.loads(raw) if raw else None
+        except (ValueError, RecursionError):
+            what = f"non-JSON body: {_snippet(raw)}" if raw.strip() else "empty body"
+            return APIError(
+                f"HTTP {status} {reason or ''} with {what}".replace("  ", " "),
+                status=status,
+                request_id=request_id,
+            )
+    else:
+        data = body
+    envelope = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(envelope, dict):
+        envelope = data if isinstance(data, dict) else None
+    code = envelope.get("code") if envelope is not None else None
+    if not isinstance(code, str) or not code:
+        return APIError(
+            f"HTTP {status} {reason or 'error'} with no error code in the body",
+            status=status,
+            request_id=request_id,
+        )
+    assert envelope is not None
+    description = envelope.get("description")
+    if not isinstance(description, str):
+        description = reason or "no description"
+    detail = envelope.get("detail")
+    if not isinstance(detail, dict):
+        detail = {}
+    cls = _class_for(code, status)
+    return cls(description, status=status, code=code, detail=detail, request_id=request_id)

@@ -1,0 +1,193 @@
+"""Frozen value types returned and accepted by the client.
+
+They hold no (de)serialisation code: :mod:`katapult_async._convert` owns that. Unknown API fields are
+ignored when decoding, so new fields on the server never break an old client.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+from katapult_async._validate import validate_identifier
+
+__all__ = [
+    "NetworkInterface",
+    "NetworkInterfaceRef",
+    "NetworkSpeedProfile",
+    "Outcome",
+    "SpeedProfileRef",
+    "Task",
+    "TaskStatus",
+    "UpdateResult",
+]
+
+SPEED_PROFILE_ID_PREFIX = "nsp_"
+
+
+class TaskStatus(str, enum.Enum):
+    """The state of a Katapult background task."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task has finished (completed or failed) and will not change again."""
+        return self is TaskStatus.COMPLETED or self is TaskStatus.FAILED
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class Task:
+    """A Katapult background task, as returned by the API.
+
+    Attributes:
+        id: The task id (``task_...``).
+        name: What the task does, e.g. ``"Change network interface speed profile"``.
+        status: Where the task is in its lifecycle.
+        created_at: When the task was created (UTC), if the API said.
+        started_at: When it started running (UTC), or ``None``.
+        finished_at: When it finished (UTC), or ``None``.
+        progress: Percent done, 0-100 (0 when the API omits it).
+    """
+
+    id: str
+    name: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: int = 0
+
+
+def _check_id(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        validate_identifier(value, what=attribute.name)
+
+
+@attrs.frozen
+class SpeedProfileRef:
+    """A lookup for a network speed profile: exactly one of ``id`` or ``permalink``.
+
+    Raises:
+        ValueError: when both or neither are given, or a value is malformed.
+    """
+
+    id: str | None = attrs.field(default=None, kw_only=True, validator=_check_id)
+    permalink: str | None = attrs.field(default=None, kw_only=True, validator=_check_id)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.id is None) == (self.permalink is None):
+            raise ValueError("SpeedProfileRef needs exactly one of id or permalink")
+
+    @classmethod
+    def parse(cls, value: str | SpeedProfileRef) -> SpeedProfileRef:
+        """Turn a user's value into a ref: ``nsp_...`` is an id, any other string a permalink."""
+        if isinstance(value, SpeedProfileRef):
+            return value
+        if not isinstance(value, str):
+            raise TypeError(f"speed_profile must be a str or SpeedProfileRef, not {type(value)!r}")
+        if value.startswith(SPEED_PROFILE_ID_PREFIX):
+            return cls(id=value)
+        return cls(permalink=value)
+
+    def as_lookup(self) -> dict[str, str]:
+        """The JSON lookup object the API expects (``{"id": ...}`` or ``{"permalink": ...}``)."""
+        if self.id is not None:
+            return {"id": self.id}
+        assert self.permalink is not None
+        return {"permalink": self.permalink}
+
+    def __str__(self) -> str:
+        return self.id if self.id is not None else str(self.permalink)
+
+
+@attrs.frozen
+class NetworkInterfaceRef:
+    """A lookup for a virtual machine network interface by id (``vmnet_...``)."""
+
+    id: str = attrs.field(validator=_check_id)
+
+    @classmethod
+    def parse(cls, value: str | NetworkInterfaceRef) -> NetworkInterfaceRef:
+        """Turn a user's value (an id string or a ref) into a ref."""
+        if isinstance(value, NetworkInterfaceRef):
+            return value
+        if not isinstance(value, str):
+            raise TypeError(f"interface must be a str or NetworkInterfaceRef, not {type(value)!r}")
+        return cls(id=value)
+
+
+@attrs.frozen
+class NetworkSpeedProfile:
+    """A network speed profile available to an organisation."""
+
+    id: str
+    name: str | None = None
+    permalink: str | None = None
+    upload_speed_in_mbit: int | None = None
+    download_speed_in_mbit: int | None = None
+
+
+@attrs.frozen
+class NetworkInterface:
+    """A virtual machine network interface (the fields this library uses)."""
+
+    id: str
+    name: str | None = None
+    virtual_machine_id: str | None = None
+    network_id: str | None = None
+    mac_address: str | None = None
+    state: str | None = None
+    speed_profile: NetworkSpeedProfile | None = None
+
+
+class Outcome(str, enum.Enum):
+    """How one item of a bulk update ended."""
+
+    COMPLETED = "completed"
+    """The task completed: the interface has the requested profile."""
+    ALREADY_ASSIGNED = "already_assigned"
+    """The API said the interface already had that profile: the desired state holds."""
+    FAILED = "failed"
+    """The task ended ``failed``."""
+    ERROR = "error"
+    """Any other error; see :attr:`UpdateResult.error`."""
+    SUBMITTED = "submitted"
+    """``wait=False`` and the PATCH was accepted."""
+
+    @property
+    def is_success(self) -> bool:
+        """Whether the desired state holds (or, for ``SUBMITTED``, was accepted)."""
+        return self in (Outcome.COMPLETED, Outcome.ALREADY_ASSIGNED, Outcome.SUBMITTED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class UpdateResult:
+    """The one result recorded for one input item of a bulk update.
+
+    Attributes:
+        interface_id: The interface id as given (may be invalid for ``ERROR`` results).
+        speed_profile: The requested profile as given (id or permalink).
+        outcome: How it ended.
+        task: The last task seen, if a PATCH was accepted.
+        error: The exception for ``ERROR`` and ``FAILED`` outcomes, else ``None``.
+        index: The 0-based position of the item in the input.
+    """
+
+    interface_id: str
+    speed_profile: str
+    outcome: Outcome
+    task: Task | None = None
+    error: BaseException | None = attrs.field(default=None, eq=False)
+    index: int = -1

@@ -316,6 +316,10 @@ def _class_for(code: str | None, status: int) -> type[APIError]:
     return APIError
 
 
+def _prefixed(reason: str | None, text: str) -> str:
+    return f"{reason}: {text}" if reason else text
+
+
 def _snippet(body: bytes) -> str:
     text = body[:_MAX_SNIPPET].decode("utf-8", errors="replace")
     text = " ".join(text.split())
@@ -340,12 +344,13 @@ def error_from_response(
     """
     if isinstance(body, (bytes, bytearray, memoryview)):
         raw = bytes(body)
+        if not raw.strip():
+            return APIError(_prefixed(reason, "empty body"), status=status, request_id=request_id)
         try:
-            data: Any = json.loads(raw) if raw else None
+            data: Any = json.loads(raw)
         except (ValueError, RecursionError):
-            what = f"non-JSON body: {_snippet(raw)}" if raw.strip() else "empty body"
             return APIError(
-                f"HTTP {status} {reason or ''} with {what}".replace("  ", " "),
+                _prefixed(reason, f"non-JSON body: {_snippet(raw)}"),
                 status=status,
                 request_id=request_id,
             )
@@ -357,7 +362,7 @@ def error_from_response(
     code = envelope.get("code") if envelope is not None else None
     if not isinstance(code, str) or not code:
         return APIError(
-            f"HTTP {status} {reason or 'error'} with no error code in the body",
+            _prefixed(reason, "no error code in the body"),
             status=status,
             request_id=request_id,
         )

@@ -1,0 +1,565 @@
+"""Tests for the client-side rate limiter, in virtual time.
+
+:class:`VirtualTime` supplies the limiter's ``clock`` and ``sleep``: time stands still while any
+task can run, then jumps to the earliest pending sleep. Every timing assertion is about virtual
+time, so the tests take milliseconds and never depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import attrs
+import pytest
+
+from katapult_async._ratelimit import RateLimiter, RateLimitState, parse_retry_after
+
+TOLERANCE = 1e-9
+
+
+class VirtualTime:
+    """A virtual clock and sleep for code under test that takes ``clock`` and ``sleep``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._pushed = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        assert delay >= 0, delay
+        self.sleeps.append(delay)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + delay, next(self._order), future))
+        self._pushed += 1
+        await future
+
+    @property
+    def pending(self) -> int:
+        """How many sleeps are in progress."""
+        return sum(not future.done() for _, _, future in self._timers)
+
+    async def settle(self) -> None:
+        """Lets every runnable task run until all of them wait (for a sleep or for each other)."""
+        idle = 0
+        while idle < 5:
+            before = self._pushed
+            await asyncio.sleep(0)
+            idle = idle + 1 if self._pushed == before else 0
+
+    async def advance_to(self, until: float) -> None:
+        """Runs the tasks, waking sleepers in time order, until virtual time ``until``."""
+        await self.settle()
+        while self._timers and self._timers[0][0] <= until:
+            self.now = max(self.now, self._timers[0][0])
+            while self._timers and self._timers[0][0] <= self.now:
+                _, _, future = heapq.heappop(self._timers)
+                if not future.done():
+                    future.set_result(None)
+            await self.settle()
+        self.now = max(self.now, until)
+        await self.settle()
+
+
+@pytest.fixture
+def vt() -> VirtualTime:
+    return VirtualTime()
+
+
+def make_limiter(vt: VirtualTime, limit: int | None = None, window: float = 2.0) -> RateLimiter:
+    return RateLimiter(limit, window, clock=vt.clock, sleep=vt.sleep)
+
+
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def hammer(
+    limiter: RateLimiter,
+    vt: VirtualTime,
+    *,
+    callers: int,
+    until: float,
+    latency: float | None = 0.01,
+    on_start: Callable[[], None] | None = None,
+) -> list[float]:
+    """Has ``callers`` tasks acquire in a loop until ``until``; returns the start times."""
+    starts: list[float] = []
+
+    async def caller() -> None:
+        while True:
+            await limiter.acquire()
+            starts.append(vt.now)
+            if on_start is not None:
+                on_start()
+            if latency is not None:
+                await vt.sleep(latency)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+    await vt.advance_to(until)
+    await stop(tasks)
+    return starts
+
+
+def max_in_any_interval(times: list[float], length: float) -> int:
+    """The most ``times`` in any closed interval ``[t, t + length]``."""
+    ordered = sorted(times)
+    best = left = 0
+    for right, end in enumerate(ordered):
+        while ordered[left] < end - length - TOLERANCE:
+            left += 1
+        best = max(best, right - left + 1)
+    return best
+
+
+# --- no limit --------------------------------------------------------------------------------
+
+
+async def test_no_limit_never_waits(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt)
+    for _ in range(10_000):
+        await limiter.acquire()
+    assert vt.sleeps == []
+    assert vt.now == 0.0
+    state = limiter.snapshot()
+    assert state.limit is None
+    assert state.source is None
+    assert state.in_window == 10_000
+
+
+async def test_starts_age_out_of_the_window(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt)
+    for _ in range(100):
+        await limiter.acquire()
+    vt.now = 2.0
+    assert limiter.snapshot().in_window == 0
+
+
+# --- configured limit ------------------------------------------------------------------------
+
+
+async def test_configured_limit_is_never_exceeded_and_nearly_reached(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 100, 2.0)
+    starts = await hammer(limiter, vt, callers=50, until=10.0)
+    assert max_in_any_interval(starts, 2.0) <= 100
+    assert len(starts) / 10.0 >= 0.9 * 100 / 2.0
+
+
+async def test_throughput_for_100_per_2s_with_100_callers(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 100, 2.0)
+    starts = await hammer(limiter, vt, callers=100, until=20.0, latency=None)
+    assert max_in_any_interval(starts, 2.0) <= 97
+    assert len(starts) / 20.0 >= 0.93 * 100 / 2.0
+
+
+async def test_starts_are_spread_not_burst(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 100, 2.0)
+    starts = await hammer(limiter, vt, callers=100, until=4.0)
+    assert max_in_any_interval(starts, 0.2) <= 11
+    gaps = [b - a for a, b in itertools.pairwise(sorted(starts))]
+    assert min(gaps) >= 2.05 / 97 - TOLERANCE
+
+
+async def test_only_the_head_of_the_queue_sleeps(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 10, 1.0)
+    await limiter.acquire()
+    tasks = [asyncio.create_task(limiter.acquire()) for _ in range(20)]
+    await vt.settle()
+    assert vt.pending == 1
+    await stop(tasks)
+
+
+# --- learning the limit ----------------------------------------------------------------------
+
+
+async def test_limit_learned_from_headers_paces_at_once(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt)
+    for _ in range(5):
+        await limiter.acquire()
+    limiter.observe(permitted=10, remaining=5)
+    assert (limiter.limit, limiter.snapshot().source) == (10, "headers")
+    starts = [0.0] * 5 + await hammer(limiter, vt, callers=10, until=10.0)
+    assert max_in_any_interval(starts, 2.0) <= 10
+    assert len(starts) >= 0.9 * 10 / 2.0 * 10.0
+
+
+async def test_limit_learned_from_429(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt)
+    for _ in range(3):
+        await limiter.acquire()
+    limiter.observe_rate_limited(total_permitted=100, retry_after=None)
+    state = limiter.snapshot()
+    assert (state.limit, state.source, state.rate_limited) == (100, "429", 1)
+    # The server's window is full (100 plus the rejected request), so nothing may start until
+    # our own starts at t=0 have aged out.
+    assert state.paused_until_in == pytest.approx(2.05)
+
+
+async def test_later_limits_replace_earlier_ones(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt)
+    limiter.observe_rate_limited(total_permitted=100, retry_after=None)
+    assert (limiter.limit, limiter.snapshot().source) == (100, "429")
+    limiter.observe_rate_limited(total_permitted=90, retry_after=None)
+    assert limiter.limit == 90
+    limiter.observe(permitted=120, remaining=None)
+    assert (limiter.limit, limiter.snapshot().source) == (120, "headers")
+    # Once headers name the limit, a 429 body does not override them.
+    limiter.observe_rate_limited(total_permitted=150, retry_after=None)
+    assert (limiter.limit, limiter.snapshot().source) == (120, "headers")
+    limiter.observe(permitted=80, remaining=None)
+    assert limiter.limit == 80
+    limiter.observe(permitted=None, remaining=None)
+    limiter.observe(permitted=0, remaining=None)
+    assert limiter.limit == 80
+
+
+async def test_configured_limit_is_lowered_but_never_raised(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 50)
+    limiter.observe(permitted=100, remaining=None)
+    assert (limiter.limit, limiter.snapshot().source) == (50, "configured")
+    limiter.observe(permitted=40, remaining=None)
+    assert (limiter.limit, limiter.snapshot().source) == (40, "headers")
+    limiter.observe(permitted=1000, remaining=None)
+    assert (limiter.limit, limiter.snapshot().source) == (50, "configured")
+    limiter.observe_rate_limited(total_permitted=1000, retry_after=0.0)
+    assert (limiter.limit, limiter.snapshot().source) == (50, "configured")
+
+
+async def test_configured_limit_lowered_by_a_429_without_headers(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 500)
+    limiter.observe_rate_limited(total_permitted=300, retry_after=0.0)
+    assert (limiter.limit, limiter.snapshot().source) == (300, "429")
+
+
+async def test_raised_limit_paces_faster(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, None, 2.0)
+    limiter.observe(permitted=100, remaining=None)
+    first = await hammer(limiter, vt, callers=20, until=4.0)
+    limiter.observe(permitted=200, remaining=None)
+    second = [t for t in await hammer(limiter, vt, callers=20, until=8.0) if t > 6.0]
+    assert len(first) / 4.0 < 50
+    assert len(second) / 2.0 > 90
+    assert max_in_any_interval(second, 2.0) <= 200
+
+
+# --- 429s ------------------------------------------------------------------------------------
+
+
+async def test_429_pauses_every_caller_and_counts(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 10, 1.0)
+    starts: list[float] = []
+    tasks_started = False
+
+    async def caller() -> None:
+        while True:
+            await limiter.acquire()
+            starts.append(vt.now)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(20)]
+    tasks_started = True
+    await vt.advance_to(0.5)
+    before = len(starts)
+    limiter.observe_rate_limited(total_permitted=None, retry_after=None)
+    state = limiter.snapshot()
+    assert state.rate_limited == limiter.rate_limited_count == 1
+    pause_end = 0.5 + state.paused_until_in
+    # Five starts at 0, 1.05/9, ... and 6 phantoms at 0.5 fill the log to limit + 1; a start is
+    # allowed again once the third of ours (t = 2 * 1.05/9) is 1.05 s old.
+    assert pause_end == pytest.approx(2 * 1.05 / 9 + 1.05)
+    await vt.settle()
+    assert vt.pending == 1  # still only the head of the queue sleeps: no thundering herd
+    await vt.advance_to(4.0)
+    await stop(tasks)
+    assert tasks_started
+    after = starts[before:]
+    assert after[0] == pytest.approx(pause_end)
+    assert all(t >= pause_end - TOLERANCE for t in after)
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    assert min(gaps) >= 1.05 / 9 - TOLERANCE
+
+
+async def test_retry_after_is_honoured(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 10, 1.0)
+    await limiter.acquire()
+    limiter.observe_rate_limited(total_permitted=None, retry_after=3.0)
+    assert limiter.snapshot().paused_until_in == 3.0
+    starts = await hammer(limiter, vt, callers=5, until=5.0)
+    assert starts[0] == pytest.approx(3.0)
+
+
+async def test_retry_after_pauses_even_without_a_limit(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt)
+    limiter.observe_rate_limited(total_permitted=None, retry_after=2.5)
+    results: list[float] = []
+
+    async def caller() -> None:
+        await limiter.acquire()
+        results.append(vt.now)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(10)]
+    await vt.advance_to(3.0)
+    await asyncio.gather(*tasks)
+    assert results == [2.5] * 10
+    assert limiter.snapshot().paused_until_in == 0.0
+    await limiter.acquire()  # no limit, no pause: straight through
+    assert vt.now == 3.0
+
+
+@pytest.mark.parametrize("retry_after", [-1.0, math.nan, math.inf])
+async def test_invalid_retry_after_is_ignored(vt: VirtualTime, retry_after: float) -> None:
+    limiter = make_limiter(vt, 10, 1.0)
+    limiter.observe_rate_limited(total_permitted=None, retry_after=retry_after)
+    # Falls back to the log: 11 phantom starts now, so the pause lasts one window + margin.
+    assert limiter.snapshot().paused_until_in == pytest.approx(1.05)
+
+
+async def test_429_with_unknown_limit_waits_for_our_starts_to_age_out(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, None, 60.0)
+    for now in (0.0, 10.0, 20.0):
+        vt.now = now
+        await limiter.acquire()
+    limiter.observe_rate_limited(total_permitted=None, retry_after=None)
+    state = limiter.snapshot()
+    assert state.limit is None
+    assert state.paused_until_in == pytest.approx(0.0 + 61.2 - 20.0)
+
+
+async def test_429s_of_requests_in_flight_extend_but_do_not_escalate(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 10, 1.0)
+    await limiter.acquire()
+    limiter.observe_rate_limited(total_permitted=None, retry_after=None)
+    assert limiter.snapshot().paused_until_in == pytest.approx(1.05)
+    vt.now = 0.5
+    limiter.observe_rate_limited(total_permitted=None, retry_after=None)
+    assert limiter.snapshot().paused_until_in == pytest.approx(0.55)
+    assert limiter.rate_limited_count == 2
+
+
+async def test_repeated_429_after_a_pause_waits_a_whole_window(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 10, 1.0)
+    await limiter.acquire()
+    limiter.observe_rate_limited(total_permitted=None, retry_after=None)
+    task = asyncio.create_task(limiter.acquire())
+    await vt.advance_to(1.05)
+    assert task.done()
+    vt.now = 1.1
+    # The request started when the pause ended was rejected as well: the server is not freeing
+    # capacity as our log predicts (a fixed window filled by others), so wait out a window.
+    limiter.observe_rate_limited(total_permitted=None, retry_after=None)
+    assert limiter.snapshot().paused_until_in == pytest.approx(1.05)
+    # A window later, a 429 starts afresh.
+    task = asyncio.create_task(limiter.acquire())
+    await vt.advance_to(5.0)
+    assert task.done()
+    limiter.observe_rate_limited(total_permitted=None, retry_after=None)
+    assert limiter.snapshot().paused_until_in < 1.05
+
+
+# --- usage by others -------------------------------------------------------------------------
+
+
+async def test_remaining_reveals_foreign_usage(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 100, 2.0)
+    await limiter.acquire()
+    limiter.observe(permitted=100, remaining=40)  # 60 used, 1 of them ours
+    assert limiter.snapshot().in_window == 60
+    starts = [0.0, *await hammer(limiter, vt, callers=20, until=6.0)]
+    first_window = [t for t in starts if t <= 2.0]
+    assert 30 <= len(first_window) <= 97 - 59
+    # The foreign starts age out like ours: full speed again afterwards.
+    assert len([t for t in starts if 2.05 <= t < 4.1]) >= 95
+
+
+async def test_own_requests_in_flight_are_not_counted_twice(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 100, 2.0)
+    for _ in range(10):
+        await limiter.acquire()
+    limiter.observe(permitted=100, remaining=95)  # the server has seen 5 of our 10 so far
+    assert limiter.snapshot().in_window == 10
+    limiter.observe(permitted=100, remaining=90)
+    assert limiter.snapshot().in_window == 10
+    limiter.observe(permitted=100, remaining=80)  # 10 more than ours: someone else's
+    assert limiter.snapshot().in_window == 20
+    limiter.observe(permitted=100, remaining=80)  # the same news again
+    limiter.observe(permitted=100, remaining=97)  # an older response, arriving late
+    limiter.observe(permitted=100, remaining=None)
+    assert limiter.snapshot().in_window == 20
+
+
+async def test_headroom_above_a_configured_limit_is_left_to_others(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 50, 2.0)
+    for _ in range(10):
+        await limiter.acquire()
+    limiter.observe(permitted=100, remaining=60)  # others used 30: within the other 50
+    assert limiter.snapshot().in_window == 10
+    limiter.observe(permitted=100, remaining=20)  # others used 70: 20 of them eat into our 50
+    assert limiter.snapshot().in_window == 30
+
+
+async def test_a_stale_empty_window_holds_back_for_at_most_one_window(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 100, 2.0)
+    await limiter.acquire()
+    limiter.observe(permitted=100, remaining=0)
+    starts = await hammer(limiter, vt, callers=5, until=3.0)
+    assert starts[0] == pytest.approx(2.05)
+
+
+async def test_remaining_is_ignored_while_the_limit_is_unknown(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt)
+    limiter.observe(permitted=None, remaining=0)
+    await limiter.acquire()
+    assert vt.sleeps == []
+
+
+# --- cancellation ----------------------------------------------------------------------------
+
+
+async def test_cancelled_waiters_consume_nothing(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 1, 1.0)  # one start per 1.05 s
+    await limiter.acquire()
+    done_at: dict[str, float] = {}
+
+    async def caller(name: str) -> None:
+        await limiter.acquire()
+        done_at[name] = vt.now
+
+    head = asyncio.create_task(caller("head"))
+    second = asyncio.create_task(caller("second"))
+    queued = asyncio.create_task(caller("queued"))
+    last = asyncio.create_task(caller("last"))
+    await vt.advance_to(0.5)
+    head.cancel()  # sleeping at the head of the queue
+    queued.cancel()  # waiting behind it
+    await vt.advance_to(10.0)
+    await asyncio.gather(second, last)
+    assert head.cancelled()
+    assert queued.cancelled()
+    assert done_at == {"second": pytest.approx(1.05), "last": pytest.approx(2.1)}
+    slept = len(vt.sleeps)
+    await limiter.acquire()  # the queue is empty again: the fast path
+    assert len(vt.sleeps) == slept
+
+
+# --- snapshot, properties, arguments ----------------------------------------------------------
+
+
+async def test_snapshot(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 100, 2.0)
+    assert limiter.snapshot() == RateLimitState(
+        limit=100, window=2.0, in_window=0, rate_limited=0, paused_until_in=0.0, source="configured"
+    )
+    for _ in range(3):
+        await limiter.acquire()
+    vt.now = 1.0
+    limiter.observe_rate_limited(total_permitted=100, retry_after=4.0)
+    state = limiter.snapshot()
+    assert state == RateLimitState(
+        limit=100, window=2.0, in_window=3, rate_limited=1, paused_until_in=4.0, source="configured"
+    )
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        state.limit = 5  # type: ignore[misc]
+    assert (limiter.limit, limiter.window, limiter.rate_limited_count) == (100, 2.0, 1)
+    assert "limit=100" in repr(limiter)
+
+
+@pytest.mark.parametrize(
+    ("limit", "usable"), [(1, 1), (2, 1), (10, 9), (60, 58), (100, 97), (1000, 970)]
+)
+async def test_safety_margin_reserve(vt: VirtualTime, limit: int, usable: int) -> None:
+    limiter = RateLimiter(limit, 1.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep)
+    starts = await hammer(limiter, vt, callers=5, until=0.999)
+    assert len(starts) == usable
+
+
+async def test_no_safety_margin(vt: VirtualTime) -> None:
+    limiter = RateLimiter(
+        10, 1.0, safety_margin=0.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep
+    )
+    starts = await hammer(limiter, vt, callers=5, until=0.999)
+    assert len(starts) == 10
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limit": 0},
+        {"window": 0.0},
+        {"window": math.inf},
+        {"safety_margin": 1.0},
+        {"safety_margin": -0.1},
+        {"time_margin": -1.0},
+        {"time_margin": math.nan},
+    ],
+)
+def test_invalid_arguments(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case names a different argument
+        RateLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+# --- parse_retry_after -----------------------------------------------------------------------
+
+NOW = datetime(2015, 10, 21, 7, 27, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 60.0),
+        ("Wed, 21 Oct 2015 07:28:30 -0000", 90.0),
+        ("Wed, 21 Oct 2015 07:26:00 GMT", 0.0),  # in the past
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-5", None),
+        ("nan", None),
+        ("inf", None),
+        ("Wed, 32 Oct 2015 07:28:00 GMT", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, now=NOW) == expected
+
+
+def test_parse_retry_after_naive_now_is_utc() -> None:
+    naive = NOW.replace(tzinfo=None)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=naive) == 60.0
+
+
+def test_parse_retry_after_defaults_to_the_current_time() -> None:
+    soon = datetime.now(timezone.utc) + timedelta(hours=1)
+    seconds = parse_retry_after(soon.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    assert seconds is not None
+    assert 3500 < seconds <= 3600
+
+
+# --- real time -------------------------------------------------------------------------------
+
+
+async def test_default_clock_and_sleep() -> None:
+    limiter = RateLimiter(10, 0.2)  # 9 starts per 0.25 s of real time
+    starts: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(4):
+            await limiter.acquire()
+            starts.append(time.monotonic())
+
+    await asyncio.gather(*(caller() for _ in range(4)))
+    assert len(starts) == 16
+    assert max_in_any_interval(starts, 0.2) <= 10

@@ -1,0 +1,77 @@
+"""A faithful Katapult Core API v1 simulator, for tests, benchmarks and demos.
+
+:class:`KatapultSimulator` serves the speed-profile endpoints on a loopback port with the live
+API's shapes, errors, rate limits and task lifecycle, and injects faults on demand::
+
+    from katapult_async.testing import FaultKind, KatapultSimulator
+
+    async with KatapultSimulator(rate_limit=100, rate_limit_window=2.0) as sim:
+        ids = sim.add_interfaces(10)
+        sim.inject(FaultKind.SERVICE_UNAVAILABLE, times=2)
+        ...  # point a client at sim.base_url with sim.token
+
+Served endpoints (under ``/core/v1``; ``<x>`` is a literal segment, ``_`` or an id):
+
+* ``PATCH /virtual_machine_network_interfaces/<x>/update_speed_profile``
+* ``GET /tasks/<x>`` (``?task[id]=`` or the id in the path)
+* ``GET /virtual_machine_network_interfaces/<x>``
+* ``GET /virtual_machines/<x>/network_interfaces`` (paginated)
+* ``GET /organizations/<x>/network_speed_profiles`` (paginated)
+
+Admin endpoints (no token, not rate limited, not logged), for use from another process:
+
+* ``GET /_sim/state``: stats, ``interfaces`` (id -> speed profile id) and ``tasks`` (id ->
+  status, outcome and times). Times named ``created``/``starts_at``/``finishes_at`` are on the
+  simulator's clock (``time.monotonic``, comparable between processes on one Linux host); the
+  ``*_wall`` ones are unix times (``time.time``), and ``clock`` gives both for now.
+* ``GET /_sim/requests`` (the log; ``at`` and ``at_wall`` as above), ``DELETE /_sim/requests``.
+* ``GET /_sim/interfaces`` (ids on the default VM; ``?virtual_machine_id=<id>|all``),
+  ``POST /_sim/interfaces`` ``{"count", "speed_profile", "virtual_machine_id"}``.
+* ``GET /_sim/faults``, ``POST /_sim/faults`` with ``KatapultSimulator.inject``'s arguments
+  (``{"kind": "drop_connection", "times": 2, ...}``), ``DELETE /_sim/faults``.
+* ``POST /_sim/reset_stats``.
+
+Run it as a process with ``python -m katapult_async.testing --help``; it prints one JSON line
+(``base_url``, ``admin_url``, ``token``, ``interfaces``) once listening.
+"""
+
+from ._config import ErrorEnvelope, RateLimitMode, SimulatorConfig
+from ._faults import FaultKind, FaultRule
+from ._model import (
+    ApiToken,
+    Network,
+    Organization,
+    RecordedRequest,
+    SimulatedInterface,
+    SimulatedTask,
+    SimulatorStats,
+    SpeedProfile,
+    TaskOutcome,
+    TaskStatus,
+    VirtualMachine,
+)
+from ._serve import build_parser, config_from_args, serve
+from ._simulator import KatapultSimulator
+
+__all__ = [
+    "ApiToken",
+    "ErrorEnvelope",
+    "FaultKind",
+    "FaultRule",
+    "KatapultSimulator",
+    "Network",
+    "Organization",
+    "RateLimitMode",
+    "RecordedRequest",
+    "SimulatedInterface",
+    "SimulatedTask",
+    "SimulatorConfig",
+    "SimulatorStats",
+    "SpeedProfile",
+    "TaskOutcome",
+    "TaskStatus",
+    "VirtualMachine",
+    "build_parser",
+    "config_from_args",
+    "serve",
+]

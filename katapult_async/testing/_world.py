@@ -1,0 +1,185 @@
+"""The simulated account: organisation, speed profiles, VMs, interfaces and tasks.
+
+Pure state with no I/O. Tasks are never advanced by timers: their status follows from their
+timestamps whenever it is read, and the one state change a task causes later (a failed task
+reverting its interface) is applied by :meth:`World.settle`, which the simulator calls before
+every read of interfaces. Pending reverts sit in a heap ordered by finish time, so settling costs
+nothing when nothing is due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import attrs
+
+from ._config import SimulatorConfig
+from ._ids import opaque_id
+from ._model import (
+    Network,
+    Organization,
+    SimulatedInterface,
+    SimulatedTask,
+    SpeedProfile,
+    TaskOutcome,
+    VirtualMachine,
+)
+
+# Ids of the live account in the recorded interactions where one is known, so fixtures match.
+_PROFILES = (
+    SpeedProfile(opaque_id("nsp_", 10), "10Mbps", "10mbps", 10, 10),
+    SpeedProfile("nsp_m2yvaph9SoMFbupJ", "100Mbps", "100mbps", 100, 100),
+    SpeedProfile("nsp_OJRYLIcdw01g7apm", "500Mbps", "500mbps", 500, 500),
+    SpeedProfile("nsp_Y8YS65yTivlCAjIY", "1Gbps", "1gbps", 1000, 1000),
+    SpeedProfile("nsp_FKZSFo5xhn9Pfr79", "10Gbps", "10gbps", 10000, 10000),
+    SpeedProfile("nsp_81Ah8cbAbaA9zGzX", "Unrestricted", "unrestricted", None, None),
+)
+_PUBLIC_NETWORK = Network("netw_gVRkZdSKczfNg34P", "Public Network")
+_PRIVATE_NETWORK = Network(opaque_id("netw_", 2), "Private Network")
+
+
+class World:
+    """Everything the simulated API can read or change."""
+
+    def __init__(self, config: SimulatorConfig, rng: random.Random) -> None:
+        self._config = config
+        self._rng = rng
+        sub_domain = config.organization_sub_domain
+        self.organization = Organization(
+            opaque_id("org_", 1), f"{sub_domain.capitalize()} Ltd", sub_domain
+        )
+        self.speed_profiles: dict[str, SpeedProfile] = {p.id: p for p in _PROFILES}
+        self.profiles_by_permalink: dict[str, SpeedProfile] = {p.permalink: p for p in _PROFILES}
+        self.networks: dict[str, Network] = {n.id: n for n in (_PUBLIC_NETWORK, _PRIVATE_NETWORK)}
+        self.virtual_machines: dict[str, VirtualMachine] = {}
+        self.vms_by_fqdn: dict[str, VirtualMachine] = {}
+        self.interfaces: dict[str, SimulatedInterface] = {}
+        self.vm_interfaces: dict[str, list[str]] = {}
+        self.tasks: dict[str, SimulatedTask] = {}
+        # interface id -> the task whose assignment currently stands on it.
+        self._assigned_by: dict[str, str] = {}
+        # (finishes_at, sequence, task id) of failed tasks whose revert is not applied yet.
+        self._due: list[tuple[float, int, str]] = []
+        self.latest_finish: float | None = None
+        self._vm_count = 0
+        self._interface_count = 0
+        self._task_count = 0
+
+        self.default_vm = self.add_virtual_machine("sim-vm-1")
+        for name, public_profile in (("sim-web-1", "10gbps"), ("sim-db-1", "1gbps")):
+            vm = self.add_virtual_machine(name)
+            self.add_interfaces(1, speed_profile=public_profile, vm_id=vm.id)
+            self.add_interfaces(
+                1, speed_profile="unrestricted", vm_id=vm.id, network_id=_PRIVATE_NETWORK.id
+            )
+
+    def add_virtual_machine(
+        self, name: str | None = None, *, fqdn: str | None = None
+    ) -> VirtualMachine:
+        """Create a VM with no interfaces and return it."""
+        self._vm_count += 1
+        name = name or f"sim-vm-{self._vm_count}"
+        fqdn = fqdn or f"{name}.{self.organization.sub_domain}.kpult.com"
+        if fqdn in self.vms_by_fqdn:
+            raise ValueError(f"a virtual machine with FQDN {fqdn!r} exists already")
+        vm = VirtualMachine(opaque_id("vm_", self._vm_count), name, name, fqdn)
+        self.virtual_machines[vm.id] = vm
+        self.vms_by_fqdn[vm.fqdn] = vm
+        self.vm_interfaces[vm.id] = []
+        return vm
+
+    def profile(self, id_or_permalink: str) -> SpeedProfile:
+        """Return the profile with this id or permalink; raise KeyError if there is none."""
+        profile = self.speed_profiles.get(id_or_permalink)
+        if profile is None:
+            profile = self.profiles_by_permalink.get(id_or_permalink)
+        if profile is None:
+            raise KeyError(f"no speed profile {id_or_permalink!r}")
+        return profile
+
+    def add_interfaces(
+        self,
+        count: int,
+        *,
+        speed_profile: str = "10gbps",
+        vm_id: str | None = None,
+        network_id: str | None = None,
+    ) -> list[str]:
+        """Attach ``count`` new interfaces to a VM and return their ids, in order."""
+        if count < 0:
+            raise ValueError(f"count must not be negative, got {count}")
+        profile_id = self.profile(speed_profile).id
+        vm = self.default_vm if vm_id is None else self.virtual_machines[vm_id]
+        network = _PUBLIC_NETWORK if network_id is None else self.networks[network_id]
+        name = f"{network.name} on {vm.name}"
+        first = self._interface_count + 1
+        self._interface_count += count
+        ids = [opaque_id("vmnet_", number) for number in range(first, first + count)]
+        interfaces = self.interfaces
+        for number, interface_id in enumerate(ids, first):
+            interfaces[interface_id] = SimulatedInterface(
+                interface_id, number, name, vm.id, network.id, profile_id
+            )
+        self.vm_interfaces[vm.id].extend(ids)
+        return ids
+
+    def create_task(
+        self, interface: SimulatedInterface, profile: SpeedProfile, now: float, wall: float
+    ) -> SimulatedTask:
+        """Accept a speed-profile change: assign the profile now and return its task."""
+        config = self._config
+        rng = self._rng
+        duration = config.task_duration
+        if config.task_duration_jitter:
+            jitter = config.task_duration_jitter
+            duration *= 1.0 + rng.uniform(-jitter, jitter)
+        start_delay = config.task_start_delay
+        start_delay = duration * 0.25 if start_delay is None else min(start_delay, duration)
+        outcome = TaskOutcome.COMPLETED
+        never_rate, failure_rate = config.task_never_finish_rate, config.task_failure_rate
+        if never_rate or failure_rate:
+            draw = rng.random()
+            if draw < never_rate:
+                outcome = TaskOutcome.NEVER_FINISHES
+            elif draw < never_rate + failure_rate:
+                outcome = TaskOutcome.FAILED
+        self._task_count += 1
+        task = SimulatedTask(
+            id=opaque_id("task_", self._task_count),
+            interface_id=interface.id,
+            speed_profile_id=profile.id,
+            previous_speed_profile_id=interface.speed_profile_id,
+            outcome=outcome,
+            created=now,
+            created_wall=wall,
+            starts_at=now + start_delay,
+            duration=duration,
+        )
+        self.tasks[task.id] = task
+        self.interfaces[interface.id] = attrs.evolve(interface, speed_profile_id=profile.id)
+        self._assigned_by[interface.id] = task.id
+        finishes_at = task.finishes_at
+        if finishes_at is not None:
+            if self.latest_finish is None or finishes_at > self.latest_finish:
+                self.latest_finish = finishes_at
+            if outcome is TaskOutcome.FAILED:
+                heapq.heappush(self._due, (finishes_at, self._task_count, task.id))
+        return task
+
+    def settle(self, now: float) -> None:
+        """Apply the reverts of tasks that failed by clock time ``now``.
+
+        A failed task restores the interface's previous profile only if its assignment still
+        stands, that is no later update was accepted for the interface in the meantime.
+        """
+        due = self._due
+        while due and due[0][0] <= now:
+            _, _, task_id = heapq.heappop(due)
+            task = self.tasks[task_id]
+            if self._assigned_by.get(task.interface_id) == task_id:
+                del self._assigned_by[task.interface_id]
+                interface = self.interfaces[task.interface_id]
+                self.interfaces[interface.id] = attrs.evolve(
+                    interface, speed_profile_id=task.previous_speed_profile_id
+                )

@@ -72,6 +72,10 @@ def _check_id(instance: object, attribute: attrs.Attribute[str | None], value: s
         validate_identifier(value, what=attribute.name)
 
 
+def _check_required_id(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    validate_identifier(value, what=attribute.name)
+
+
 @attrs.frozen
 class SpeedProfileRef:
     """A lookup for a network speed profile: exactly one of ``id`` or ``permalink``.
@@ -113,7 +117,7 @@ class SpeedProfileRef:
 class NetworkInterfaceRef:
     """A lookup for a virtual machine network interface by id (``vmnet_...``)."""
 
-    id: str = attrs.field(validator=_check_id)
+    id: str = attrs.field(validator=_check_required_id)
 
     @classmethod
     def parse(cls, value: str | NetworkInterfaceRef) -> NetworkInterfaceRef:
@@ -183,6 +187,8 @@ class UpdateResult:
         task: The last task seen, if a PATCH was accepted.
         error: The exception for ``ERROR`` and ``FAILED`` outcomes, else ``None``.
         index: The 0-based position of the item in the input.
+        resumed: True when no request was sent for it in this run: the result was taken from the
+            journal of an earlier run.
     """
 
     interface_id: str
@@ -191,3 +197,4 @@ class UpdateResult:
     task: Task | None = None
     error: BaseException | None = attrs.field(default=None, eq=False)
     index: int = -1
+    resumed: bool = False

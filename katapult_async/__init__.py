@@ -7,6 +7,7 @@ simulator to use in your own tests.
 
 from katapult_async._ratelimit import RateLimiter, RateLimitState
 from katapult_async._version import __version__
+from katapult_async.bulk import BulkProgress, DuplicateItemError, UpdateItem
 from katapult_async.client import KatapultClient
 from katapult_async.errors import (
     APIError,
@@ -41,11 +42,13 @@ from katapult_async.models import (
     TaskStatus,
     UpdateResult,
 )
-from katapult_async.poller import TaskPoller
+from katapult_async.poller import PollerStats, TaskPoller
 
 __all__ = [
     "APIError",
+    "BulkProgress",
     "ConfigurationError",
+    "DuplicateItemError",
     "InvalidAPITokenError",
     "InvalidCapabilitiesTokenError",
     "InvalidResponseError",
@@ -58,6 +61,7 @@ __all__ = [
     "NetworkSpeedProfile",
     "NotFoundError",
     "Outcome",
+    "PollerStats",
     "RateLimitReachedError",
     "RateLimitState",
     "RateLimiter",
@@ -76,6 +80,7 @@ __all__ = [
     "TaskTimeoutError",
     "TransportError",
     "UnauthorizedNetworkForAPITokenError",
+    "UpdateItem",
     "UpdateResult",
     "__version__",
 ]

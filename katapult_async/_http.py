@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import aiohttp
 import attrs
@@ -42,6 +42,10 @@ USER_AGENT = f"katapult-async/{__version__}"
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "katapult_async_deadline", default=None
 )
+
+
+def _current_deadline() -> float | None:
+    return _deadline.get()
 
 
 @attrs.frozen
@@ -93,7 +97,8 @@ class HTTPTransport:
             backoff_wait,
             KatapultError,
             max_tries=config.max_retries + 1,
-            max_time=_deadline.get,
+            # backoff accepts None from the callable (no deadline); its stub says float only.
+            max_time=cast("Callable[[], float]", _current_deadline),
             giveup=lambda exc: not should_retry(exc),
             jitter=backoff.full_jitter,
             on_backoff=self._log_backoff,
@@ -118,6 +123,11 @@ class HTTPTransport:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=512)
             self._session = aiohttp.ClientSession(connector=connector)
+            # aiohttp silently resends an idempotent request once when the connection drops. That
+            # resend bypasses the rate limiter (spending budget it cannot see) and max_retries, so
+            # on the session we own we turn it off and let our own retry loop decide.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def close(self) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 MAX_IDENTIFIER_LENGTH = 128
+
+# Printable and free of whitespace: what str.isprintable() allows, minus every Unicode space.
+_BAD_CHARACTER = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u00ad\u2028\u2029\ufeff]")
 
 
 def validate_identifier(value: object, *, what: str = "id") -> str:
@@ -21,6 +26,6 @@ def validate_identifier(value: object, *, what: str = "id") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_IDENTIFIER_LENGTH:
         raise ValueError(f"{what} is longer than {MAX_IDENTIFIER_LENGTH} characters")
-    if not value.isprintable() or any(ch.isspace() for ch in value):
+    if _BAD_CHARACTER.search(value) is not None or not value.isprintable():
         raise ValueError(f"{what} {value!r} contains whitespace or unprintable characters")
     return value

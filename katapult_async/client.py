@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -364,10 +364,31 @@ class KatapultClient:
         journal: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
         total: int | None = None,
-    ) -> AsyncIterator[UpdateResult]:
+    ) -> AsyncGenerator[UpdateResult, None]:
         """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
-        See :func:`katapult_async.bulk.bulk_update` for the full contract.
+        Every input pair gets exactly one result, in the order items finish (``.index`` says
+        which). Invalid pairs and duplicates of an interface already in the run become ``ERROR``
+        results; the run goes on. Use it with ``contextlib.aclosing`` when you may stop early::
+
+            async with aclosing(client.bulk_update_speed_profiles(pairs)) as results:
+                async for result in results:
+                    print(result.interface_id, result.outcome)
+
+        Args:
+            updates: A sync or async iterable of ``(interface, speed_profile)`` pairs, consumed
+                lazily (a generator of 100,000 pairs is never materialised).
+            concurrency: Items in progress at once (PATCH and polls); the limiter paces requests.
+            wait: Wait for each task (``COMPLETED``/``FAILED``) or stop at ``SUBMITTED``.
+            on_progress: Called (sync or async) with a :class:`BulkProgress` snapshot, at most
+                every 0.1 s and once at the end.
+            journal: A JSON Lines file recording each accepted PATCH and each result. Rerunning
+                with the same journal skips completed items, resumes polling submitted ones
+                without a second PATCH, and retries the rest.
+            timeout: Seconds to wait for each task before an ``ERROR`` (``TaskTimeoutError``).
+            total: The number of pairs, when known and ``updates`` has no ``len()``, for the ETA.
+
+        See :func:`katapult_async.bulk.bulk_update` for the details.
         """
         from katapult_async.bulk import bulk_update
 

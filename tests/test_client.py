@@ -155,7 +155,7 @@ async def test_caller_session_is_never_closed(sim: KatapultSimulator) -> None:
 
 
 async def test_lists_walk_every_page(sim: KatapultSimulator, client: ka.KatapultClient) -> None:
-    vm = sim.add_vm(fqdn="web-1.example.com")
+    vm = sim.add_virtual_machine(fqdn="web-1.example.com")
     ids = sim.add_interfaces(5, vm_id=vm.id)
     by_id = await client.list_network_interfaces(virtual_machine_id=vm.id, per_page=2)
     assert [i.id for i in by_id] == ids

@@ -46,6 +46,13 @@ sleeps out the wait it computed (one spacing, or until the log or a pause allowe
 fast path that only logs the start), except during a 429 pause. The starts are logged anyway,
 so that the window already holds them when the limit is learned.
 
+**The first request goes alone** (``probe=True``, the default): until the first response has
+been observed, only one request is in flight. The live API names the limit on every response,
+so a crowd of callers that starts together learns the limit from that first answer instead of
+sending more requests than the window allows before anyone knows it. It costs one round trip
+at startup. A request that ends without a response releases the probe too, through
+:meth:`RateLimiter.release`, which the client calls after every attempt.
+
 **Usage by others.** ``X-Ratelimit-Remaining`` is what is left of the server's window when the
 response was produced. Expressed against our effective limit, the server has counted
 ``L - remaining`` requests. Our log already holds every request we started in the last ``S``
@@ -144,6 +151,9 @@ class RateLimiter:
             Defaults to ``max(0.05, 0.02 * window)``.
         clock: Monotonic time in seconds.
         sleep: Awaitable sleep matching ``clock``.
+        probe: Hold every other request until the first one is answered (see the module
+            docstring). A caller using the limiter on its own must then call :meth:`release`
+            after each request, or pass False.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -158,6 +168,7 @@ class RateLimiter:
         time_margin: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        probe: bool = True,
     ) -> None:
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit!r}")
@@ -191,6 +202,10 @@ class RateLimiter:
         self._rate_limited = 0
         self._waiting = 0
         self._queue = asyncio.Lock()
+        # The first-response probe: on until a response (or a release) has been seen.
+        self._probing = probe
+        self._in_flight = 0
+        self._answered: asyncio.Future[None] | None = None
         self._update_limit()
 
     def __repr__(self) -> str:
@@ -219,7 +234,7 @@ class RateLimiter:
 
         Callers are served in FIFO order. Cancelling a waiting call records nothing.
         """
-        if not self._waiting:
+        if not self._waiting and not (self._probing and self._in_flight):
             now = self._clock()
             if self._limit is None:
                 if now >= self._pause_until:
@@ -232,6 +247,9 @@ class RateLimiter:
         try:
             async with self._queue:
                 while True:
+                    if self._probing and self._in_flight:
+                        await self._first_answer()
+                        continue
                     now = self._clock()
                     ready_at = self._pause_until if self._limit is None else self._ready_at(now)
                     if ready_at <= now + _EARLY:
@@ -240,6 +258,26 @@ class RateLimiter:
                     await self._sleep(ready_at - now)
         finally:
             self._waiting -= 1
+
+    def release(self) -> None:
+        """Says that a request started by :meth:`acquire` has ended (answered or not).
+
+        Only the first-response probe needs it; the client calls it after every attempt.
+        """
+        if self._in_flight:
+            self._in_flight -= 1
+        self._end_probe()
+
+    async def _first_answer(self) -> None:
+        if self._answered is None or self._answered.done():
+            self._answered = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._answered)
+
+    def _end_probe(self) -> None:
+        if self._probing:
+            self._probing = False
+            if self._answered is not None and not self._answered.done():
+                self._answered.set_result(None)
 
     def observe(self, *, permitted: int | None, remaining: int | None) -> None:
         """Learns from the rate-limit headers of a response.
@@ -251,6 +289,7 @@ class RateLimiter:
             permitted: The token's limit per window, as the server announces it.
             remaining: What is left of the server's current window.
         """
+        self._end_probe()
         if permitted is not None and permitted > 0:
             self._announce(permitted, "headers")
         limit = self._limit
@@ -276,6 +315,7 @@ class RateLimiter:
             retry_after: The ``Retry-After`` delay in seconds (see :func:`parse_retry_after`),
                 or None. When given, callers pause exactly that long.
         """
+        self._end_probe()
         now = self._clock()
         self._rate_limited += 1
         if total_permitted is not None and total_permitted > 0:
@@ -358,6 +398,8 @@ class RateLimiter:
         return ready_at
 
     def _record(self, now: float) -> None:
+        if self._probing:
+            self._in_flight += 1
         starts = self._starts
         starts.append(now)
         self._last_start = now

@@ -85,7 +85,7 @@ def vt() -> VirtualTime:
 
 
 def make_limiter(vt: VirtualTime, limit: int | None = None, window: float = 2.0) -> RateLimiter:
-    return RateLimiter(limit, window, clock=vt.clock, sleep=vt.sleep)
+    return RateLimiter(limit, window, clock=vt.clock, sleep=vt.sleep, probe=False)
 
 
 async def stop(tasks: list[asyncio.Task[None]]) -> None:
@@ -494,14 +494,14 @@ async def test_snapshot(vt: VirtualTime) -> None:
     ("limit", "usable"), [(1, 1), (2, 1), (10, 9), (60, 58), (100, 97), (1000, 970)]
 )
 async def test_safety_margin_reserve(vt: VirtualTime, limit: int, usable: int) -> None:
-    limiter = RateLimiter(limit, 1.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = RateLimiter(limit, 1.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep, probe=False)
     starts = await hammer(limiter, vt, callers=5, until=0.999, latency=None)
     assert len(starts) == usable
 
 
 async def test_no_safety_margin(vt: VirtualTime) -> None:
     limiter = RateLimiter(
-        10, 1.0, safety_margin=0.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep
+        10, 1.0, safety_margin=0.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep, probe=False
     )
     starts = await hammer(limiter, vt, callers=5, until=0.999, latency=None)
     assert len(starts) == 10
@@ -568,7 +568,7 @@ def test_parse_retry_after_defaults_to_the_current_time() -> None:
 
 
 async def test_default_clock_and_sleep() -> None:
-    limiter = RateLimiter(10, 0.2)  # 9 starts per 0.25 s of real time
+    limiter = RateLimiter(10, 0.2, probe=False)  # 9 starts per 0.25 s of real time
     starts: list[float] = []
 
     async def caller() -> None:
@@ -579,3 +579,32 @@ async def test_default_clock_and_sleep() -> None:
     await asyncio.gather(*(caller() for _ in range(4)))
     assert len(starts) == 16
     assert max_in_any_interval(starts, 0.2) <= 10
+
+
+async def test_first_request_goes_alone_until_it_is_answered() -> None:
+    limiter = RateLimiter()
+    await limiter.acquire()
+    second = asyncio.create_task(limiter.acquire())
+    third = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    assert not second.done()
+    assert not third.done()
+    limiter.observe(permitted=None, remaining=None)  # answered, even without headers
+    await asyncio.wait_for(asyncio.gather(second, third), 1.0)
+    # The probe is over: later requests never wait for answers.
+    await asyncio.wait_for(limiter.acquire(), 1.0)
+
+
+async def test_a_request_that_gets_no_answer_releases_the_probe() -> None:
+    limiter = RateLimiter()
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    limiter.release()
+    await asyncio.wait_for(waiter, 1.0)
+
+
+async def test_probe_can_be_switched_off() -> None:
+    limiter = RateLimiter(probe=False)
+    await asyncio.wait_for(asyncio.gather(*(limiter.acquire() for _ in range(5))), 1.0)

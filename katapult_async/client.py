@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -322,17 +322,12 @@ class KatapultClient:
         per_page: int = proto.DEFAULT_PER_PAGE,
     ) -> list[NetworkInterface]:
         """Every network interface of one virtual machine (by id or FQDN), walking all pages."""
-        items: list[NetworkInterface] = []
-        page, total = 1, 1
-        while page <= total:
-            request = proto.list_interfaces_request(
+        return await self._all_pages(
+            lambda page: proto.list_interfaces_request(
                 virtual_machine_id=virtual_machine_id, fqdn=fqdn, page=page, per_page=per_page
-            )
-            data, meta = await self._transport.request_with_meta(request)
-            batch, total = proto.decode_interfaces(data, meta)
-            items.extend(batch)
-            page += 1
-        return items
+            ),
+            proto.decode_interfaces,
+        )
 
     async def list_speed_profiles(
         self,
@@ -342,14 +337,23 @@ class KatapultClient:
         per_page: int = proto.DEFAULT_PER_PAGE,
     ) -> list[NetworkSpeedProfile]:
         """Every network speed profile of an organisation (by id or sub-domain), all pages."""
-        items: list[NetworkSpeedProfile] = []
+        return await self._all_pages(
+            lambda page: proto.list_speed_profiles_request(
+                organization_id=organization_id, sub_domain=sub_domain, page=page, per_page=per_page
+            ),
+            proto.decode_speed_profiles,
+        )
+
+    async def _all_pages(
+        self,
+        build: Callable[[int], proto.APIRequest],
+        decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
+    ) -> list[T]:
+        items: list[T] = []
         page, total = 1, 1
         while page <= total:
-            request = proto.list_speed_profiles_request(
-                organization_id=organization_id, sub_domain=sub_domain, page=page, per_page=per_page
-            )
-            data, meta = await self._transport.request_with_meta(request)
-            batch, total = proto.decode_speed_profiles(data, meta)
+            data, meta = await self._transport.request_with_meta(build(page))
+            batch, total = decode(data, meta)
             items.extend(batch)
             page += 1
         return items

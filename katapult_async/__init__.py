@@ -7,7 +7,12 @@ simulator to use in your own tests.
 
 from katapult_async._ratelimit import RateLimiter, RateLimitState
 from katapult_async._version import __version__
-from katapult_async.bulk import BulkProgress, DuplicateItemError, UpdateItem
+from katapult_async.bulk import (
+    BulkProgress,
+    DuplicateItemError,
+    UnconfirmedUpdateError,
+    UpdateItem,
+)
 from katapult_async.client import KatapultClient
 from katapult_async.errors import (
     APIError,
@@ -80,6 +85,7 @@ __all__ = [
     "TaskTimeoutError",
     "TransportError",
     "UnauthorizedNetworkForAPITokenError",
+    "UnconfirmedUpdateError",
     "UpdateItem",
     "UpdateResult",
     "__version__",

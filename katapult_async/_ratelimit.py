@@ -67,7 +67,7 @@ window. When the configured limit is below the server's, the headroom between th
 to the others before any phantom is needed.
 
 **429s.** A 429 is counted, and its request stays in the log: the server counted it too. If a
-``Retry-After`` came with it, all callers pause until then. Otherwise the server's window holds
+``Retry-After`` came with it, all callers pause until then (at most one window). Otherwise the server's window holds
 at least its limit plus the rejected request, so the log is topped up to ``L + 1`` and every
 caller pauses until the log allows a new start again, that is, until enough of our recorded
 starts have aged out; after that the spacing keeps the resumed starts apart. While the limit is
@@ -321,7 +321,9 @@ class RateLimiter:
         if total_permitted is not None and total_permitted > 0:
             self._announce(total_permitted, "429")
         if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
-            self._pause_until = max(self._pause_until, now + retry_after)
+            # Honoured up to one window: after that any server's window has turned over, and a
+            # bogus hour-long Retry-After must not stall a bulk job.
+            self._pause_until = max(self._pause_until, now + min(retry_after, self._span))
             self._last_pause_end = self._pause_until
             return
         # Did we start a request after the last pause ended, and still get rejected?

@@ -74,7 +74,13 @@ from katapult_async.models import (
     UpdateResult,
 )
 
-__all__ = ["BulkProgress", "DuplicateItemError", "UpdateItem", "bulk_update"]
+__all__ = [
+    "BulkProgress",
+    "DuplicateItemError",
+    "UnconfirmedUpdateError",
+    "UpdateItem",
+    "bulk_update",
+]
 
 UpdateItem: TypeAlias = tuple[str | NetworkInterfaceRef, str | SpeedProfileRef]
 """One input pair: an interface (id or ref) and the speed profile (id, permalink or ref) it gets."""
@@ -106,6 +112,34 @@ class DuplicateItemError(KatapultError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.interface_id, self.index, self.first_index))
+
+
+class UnconfirmedUpdateError(KatapultError):
+    """The update landed, but its response was lost, so whether it will hold is unknown.
+
+    A PATCH whose response was lost (a dropped connection, a timeout) was retried and the API
+    answered ``speed_profile_already_assigned``: the lost attempt evidently made the assignment,
+    but the client never learnt the id of the task that carries it out, and a task that fails
+    puts the interface's previous profile back. Reporting ``ALREADY_ASSIGNED`` could be untrue,
+    so the item is an ``ERROR`` with this error (its ``__cause__`` is the API's answer). A rerun
+    once the task has had time to finish sends the update again: the API then accepts it (the
+    task failed) or answers ``already_assigned`` (the assignment held).
+
+    Attributes:
+        interface_id: The interface whose update is unconfirmed.
+        speed_profile: The profile asked for, as given.
+    """
+
+    def __init__(self, interface_id: str, speed_profile: str) -> None:
+        self.interface_id = interface_id
+        self.speed_profile = speed_profile
+        super().__init__(
+            f"interface {interface_id}: the update to {speed_profile} was applied but its "
+            "response was lost, so its task could not be followed; rerun to confirm"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.interface_id, self.speed_profile))
 
 
 @attrs.frozen(slots=True)
@@ -227,7 +261,10 @@ def bulk_update(
     gets exactly one result, and one item's failure never stops the others:
 
     * the task completed: ``COMPLETED`` (with the final task);
-    * the API said the profile is already assigned: ``ALREADY_ASSIGNED``;
+    * the API said the profile is already assigned: ``ALREADY_ASSIGNED``, unless that answer came
+      to the retry of a PATCH whose response was lost: the lost attempt made the assignment and
+      its unseen task may still fail and undo it, so the result is an ``ERROR`` with an
+      :class:`UnconfirmedUpdateError` (a rerun confirms it);
     * the task failed: ``FAILED`` (``task`` and ``error`` say how);
     * ``wait=False`` and the PATCH was accepted: ``SUBMITTED`` (with the pending task);
     * anything else: ``ERROR`` with ``error`` (and ``task`` if one was seen). That includes a pair
@@ -834,7 +871,14 @@ class _BulkRun:
         interface_id, profile_text = iface.id, str(profile)
         try:
             task = await self._client.update_speed_profile(iface, profile)
-        except SpeedProfileAlreadyAssignedError:
+        except SpeedProfileAlreadyAssignedError as exc:
+            if exc.after_lost_response:
+                # Our own lost attempt made the assignment; its unseen task may yet fail.
+                unconfirmed = UnconfirmedUpdateError(interface_id, profile_text)
+                unconfirmed.__cause__ = exc
+                return self._record(
+                    _result(interface_id, profile_text, Outcome.ERROR, index, error=unconfirmed)
+                )
             return self._record(
                 _result(interface_id, profile_text, Outcome.ALREADY_ASSIGNED, index)
             )

@@ -46,8 +46,8 @@ def _mask(token: str) -> str:
 def _is_loopback(host: str | None) -> bool:
     if not host:
         return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    if host == "localhost":
+        return True  # *.localhost names go to DNS on some systems: only the literal name counts
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -372,8 +372,9 @@ class KatapultClient:
         """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
         Every input pair gets exactly one result, in the order items finish (``.index`` says
-        which). Invalid pairs and duplicates of an interface already in the run become ``ERROR``
-        results; the run goes on. Use it with ``contextlib.aclosing`` when you may stop early::
+        which). Invalid pairs, duplicates of an interface already in the run, and updates that
+        cannot be confirmed (a PATCH whose response was lost: ``UnconfirmedUpdateError``) become
+        ``ERROR`` results; the run goes on. Use it with ``contextlib.aclosing`` when you may stop early::
 
             async with aclosing(client.bulk_update_speed_profiles(pairs)) as results:
                 async for result in results:

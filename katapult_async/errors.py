@@ -118,15 +118,31 @@ class APIError(KatapultError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild_api_error,
-            (type(self), self.description, self.status, self.code, dict(self.detail)),
-            {"request_id": self.request_id, "attempts": self.attempts},
+            (
+                type(self),
+                self.description,
+                self.status,
+                self.code,
+                dict(self.detail),
+                self.request_id,
+            ),
+            {"attempts": self.attempts, **self._extra_state()},
         )
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Attributes set after construction that a pickled copy must keep."""
+        return {}
 
 
 def _rebuild_api_error(
-    cls: type[APIError], description: str, status: int, code: str | None, detail: dict[str, Any]
+    cls: type[APIError],
+    description: str,
+    status: int,
+    code: str | None,
+    detail: dict[str, Any],
+    request_id: str | None = None,
 ) -> APIError:
-    return cls(description, status=status, code=code, detail=detail)
+    return cls(description, status=status, code=code, detail=detail, request_id=request_id)
 
 
 class MissingAPITokenError(APIError):
@@ -216,6 +232,9 @@ class SpeedProfileAlreadyAssignedError(APIError):
     code_name = "speed_profile_already_assigned"
     after_lost_response: bool = False
 
+    def _extra_state(self) -> dict[str, Any]:
+        return {"after_lost_response": self.after_lost_response}
+
 
 class RateLimitReachedError(APIError):
     """429 ``rate_limit_reached``.
@@ -233,6 +252,9 @@ class RateLimitReachedError(APIError):
         value = detail.get("total_permitted")
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             self.total_permitted = value
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
 
 
 class ServiceUnavailableError(APIError):

@@ -234,13 +234,15 @@ class RateLimiter:
 
         Callers are served in FIFO order. Cancelling a waiting call records nothing.
         """
-        if not self._waiting and not (self._probing and self._in_flight):
+        if not (self._probing and self._in_flight):
             now = self._clock()
             if self._limit is None:
+                # Nothing to pace: no queue either. (Joining a queue that is still draining would
+                # turn every later request into a lock hand-off, one loop iteration each.)
                 if now >= self._pause_until:
                     self._record(now)
                     return
-            elif self._ready_at(now) <= now + _EARLY:
+            elif not self._waiting and self._ready_at(now) <= now + _EARLY:
                 self._record(now)
                 return
         self._waiting += 1

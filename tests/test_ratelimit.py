@@ -296,7 +296,7 @@ async def test_429_pauses_every_caller_and_counts(vt: VirtualTime) -> None:
 
 
 async def test_retry_after_is_honoured(vt: VirtualTime) -> None:
-    limiter = make_limiter(vt, 10, 1.0)
+    limiter = make_limiter(vt, 10, 5.0)
     await limiter.acquire()
     limiter.observe_rate_limited(total_permitted=None, retry_after=3.0)
     assert limiter.snapshot().paused_until_in == 3.0
@@ -305,7 +305,7 @@ async def test_retry_after_is_honoured(vt: VirtualTime) -> None:
 
 
 async def test_retry_after_pauses_even_without_a_limit(vt: VirtualTime) -> None:
-    limiter = make_limiter(vt)
+    limiter = make_limiter(vt, None, 5.0)
     limiter.observe_rate_limited(total_permitted=None, retry_after=2.5)
     results: list[float] = []
 
@@ -479,10 +479,10 @@ async def test_snapshot(vt: VirtualTime) -> None:
     )
     assert len(await hammer(limiter, vt, callers=1, until=0.05, latency=None)) == 3
     vt.now = 1.0
-    limiter.observe_rate_limited(total_permitted=100, retry_after=4.0)
+    limiter.observe_rate_limited(total_permitted=100, retry_after=1.5)
     state = limiter.snapshot()
     assert state == RateLimitState(
-        limit=100, window=2.0, in_window=3, rate_limited=1, paused_until_in=4.0, source="configured"
+        limit=100, window=2.0, in_window=3, rate_limited=1, paused_until_in=1.5, source="configured"
     )
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         state.limit = 5  # type: ignore[misc]
@@ -608,3 +608,9 @@ async def test_a_request_that_gets_no_answer_releases_the_probe() -> None:
 async def test_probe_can_be_switched_off() -> None:
     limiter = RateLimiter(probe=False)
     await asyncio.wait_for(asyncio.gather(*(limiter.acquire() for _ in range(5))), 1.0)
+
+
+async def test_retry_after_is_capped_at_one_window(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 10, 1.0)
+    limiter.observe_rate_limited(total_permitted=None, retry_after=3600.0)
+    assert limiter.snapshot().paused_until_in == pytest.approx(1.05)

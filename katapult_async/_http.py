@@ -2,6 +2,11 @@
 
 It applies, in order: the shared rate limiter, the per-request timeout, the response size cap, error
 mapping, and the retry policy (driven by ``backoff``). Endpoint code never touches aiohttp.
+
+Every call's first attempt is made directly; the ``backoff`` machinery (its wait generator, timing
+and per-try bookkeeping) is entered only after an attempt has failed with a retryable error, and
+then replays that failure so that ``backoff`` schedules, logs and bounds the retries exactly as if
+it had made the first attempt itself. Most calls succeed at once, and pay nothing for retries.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -67,6 +73,8 @@ class _CallState:
     request: APIRequest
     attempts: int = 0
     response_lost: bool = False
+    # The first attempt's error, made outside ``backoff``; the first retried attempt re-raises it.
+    replay: KatapultError | None = None
 
 
 class HTTPTransport:
@@ -91,6 +99,9 @@ class HTTPTransport:
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
+        # A session we create carries the headers itself (aiohttp then does not merge a per-request
+        # dict into the defaults on every call); a caller's session gets them with each request.
+        self._request_headers: dict[str, str] | None = None if session is None else self._headers
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
         self._base_url = config.base_url.rstrip("/")
         self._retrying = backoff.on_exception(
@@ -105,7 +116,7 @@ class HTTPTransport:
             logger=None,
             base=config.retry_base,
             max_value=config.retry_max_wait,
-        )(self._attempt)
+        )(self._retry_attempt)
 
     @property
     def limiter(self) -> RateLimiter:
@@ -122,7 +133,7 @@ class HTTPTransport:
             raise RuntimeError("the client is closed")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=512)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
             # aiohttp silently resends an idempotent request once when the connection drops. That
             # resend bypasses the rate limiter (spending budget it cannot see) and max_retries, so
             # on the session we own we turn it off and let our own retry loop decide.
@@ -156,7 +167,17 @@ class HTTPTransport:
     ) -> tuple[Any, ResponseMeta]:
         """Like :meth:`request`, also returning the response's :class:`ResponseMeta`."""
         state = _CallState(request)
-        token = _deadline.set(deadline)
+        started = time.monotonic() if deadline is not None else 0.0
+        try:
+            return await self._attempt(state)
+        except KatapultError as exc:
+            if self._config.max_retries == 0 or not should_retry(exc):
+                exc.attempts = state.attempts
+                raise
+            state.replay = exc
+        # backoff measures max_time from its own start, which is now after the first attempt.
+        remaining = None if deadline is None else deadline - (time.monotonic() - started)
+        token = _deadline.set(remaining)
         try:
             result: tuple[Any, ResponseMeta] = await self._retrying(state)
             return result
@@ -166,49 +187,79 @@ class HTTPTransport:
         finally:
             _deadline.reset(token)
 
+    async def _retry_attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
+        """An attempt under ``backoff``; the first one replays the error of the direct attempt."""
+        error = state.replay
+        if error is not None:
+            state.replay = None
+            raise error
+        return await self._attempt(state)
+
     async def _attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         request = state.request
         session = self._get_session()
         await self._limiter.acquire()
         state.attempts += 1
-        url = self._base_url + request.path
         try:
             async with session.request(
                 request.method,
-                url,
+                self._base_url + request.path,
                 params=request.params,
                 json=request.body,
-                headers=self._headers,
+                headers=self._request_headers,
                 allow_redirects=False,
                 raise_for_status=False,
                 timeout=self._timeout,
             ) as resp:
-                meta = read_meta(resp.status, resp.headers)
+                status = resp.status
+                headers = resp.headers
+                meta = read_meta(status, headers)
                 self._limiter.observe(permitted=meta.permitted, remaining=meta.remaining)
-                body = await self._read_body(resp, meta)
-                content_type = resp.headers.get("Content-Type")
-                reason = resp.reason
-                location = resp.headers.get("Location")
+                length = resp.content_length
+                # Content-Length of a compressed body is its compressed size: stream and count.
+                if (
+                    length is not None
+                    and length <= self._config.max_response_size
+                    and "Content-Encoding" not in headers
+                ):
+                    body = await resp.read()
+                else:
+                    body = await self._read_body(resp, meta)
+                content_type = headers.get("Content-Type")
         except asyncio.TimeoutError as exc:
             state.response_lost = state.response_lost or not request.idempotent
             raise RequestTimeoutError(
                 f"{request.kind or request.method}: no response within {self._config.timeout}s"
             ) from exc
+        except aiohttp.ClientResponseError as exc:
+            # Its args and repr carry request_info, request headers (the token) included: keep it
+            # out of the chain, and raise outside the handler so __context__ does not hold it.
+            state.response_lost = state.response_lost or not request.idempotent
+            failure: TransportError | None = TransportError(
+                f"{request.kind or request.method}: {type(exc).__name__}: {exc}"
+            )
         except aiohttp.ClientError as exc:
             state.response_lost = state.response_lost or not request.idempotent
             raise TransportError(
                 f"{request.kind or request.method}: {type(exc).__name__}: {exc}"
             ) from exc
-        status = meta.status
+        else:
+            failure = None
+        finally:
+            # Ends the limiter's first-request probe even when no response came.
+            self._limiter.release()
+        if failure is not None:
+            raise failure
         if 200 <= status < 300:
             return decode_success(status, content_type, body, meta.request_id), meta
         if 300 <= status < 400:
+            location = headers.get("Location")
             raise InvalidResponseError(
                 f"the API answered with a redirect to {location!r}; redirects are not followed",
                 status=status,
                 request_id=meta.request_id,
             )
-        error = decode_error(meta, body, reason)
+        error = decode_error(meta, body, resp.reason)
         if isinstance(error, RateLimitReachedError):
             error.retry_after = parse_retry_after(meta.retry_after)
             self._limiter.observe_rate_limited(
@@ -219,12 +270,13 @@ class HTTPTransport:
         raise error
 
     async def _read_body(self, resp: aiohttp.ClientResponse, meta: ResponseMeta) -> bytes:
+        """Read a body with no (or a too large) Content-Length, up to the size cap."""
         cap = self._config.max_response_size
         length = resp.content_length
-        if length is not None and length <= cap:
-            return await resp.read()
-        if length is not None:
+        if length is not None and length > cap:
             raise _too_large(meta, cap)
+        if length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(64 * 1024):

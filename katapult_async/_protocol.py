@@ -71,6 +71,23 @@ class ResponseMeta:
     retry_after: str | None = None
 
 
+_PROFILE_REFS: dict[str, SpeedProfileRef] = {}
+_PROFILE_REFS_MAX = 64
+
+
+def _speed_profile_ref(value: str | SpeedProfileRef) -> SpeedProfileRef:
+    """``SpeedProfileRef.parse``, remembering the refs of a few strings: a bulk job sends one
+    profile to thousands of interfaces, and refs are immutable."""
+    if not isinstance(value, str):
+        return SpeedProfileRef.parse(value)
+    ref = _PROFILE_REFS.get(value)
+    if ref is None:
+        ref = SpeedProfileRef.parse(value)  # raises for a malformed value, which is not kept
+        if len(_PROFILE_REFS) < _PROFILE_REFS_MAX:
+            _PROFILE_REFS[value] = ref
+    return ref
+
+
 def update_speed_profile_request(
     interface: str | NetworkInterfaceRef, speed_profile: str | SpeedProfileRef
 ) -> APIRequest:
@@ -80,7 +97,7 @@ def update_speed_profile_request(
         ValueError, TypeError: for a malformed id or permalink (before anything is sent).
     """
     iface = NetworkInterfaceRef.parse(interface)
-    profile = SpeedProfileRef.parse(speed_profile)
+    profile = _speed_profile_ref(speed_profile)
     return APIRequest(
         "PATCH",
         UPDATE_SPEED_PROFILE_PATH,
@@ -137,8 +154,8 @@ def list_speed_profiles_request(
     return APIRequest("GET", ORG_SPEED_PROFILES_PATH, params=params, kind="list_speed_profiles")
 
 
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
+def _count(value: str | None) -> int | None:
+    """A header's non-negative integer value, or None when absent or malformed."""
     if value is None:
         return None
     try:
@@ -150,17 +167,24 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 def read_meta(status: int, headers: Mapping[str, str]) -> ResponseMeta:
     """Read the request id, the rate-limit headers and ``Retry-After`` (case-insensitive mapping)."""
+    get = headers.get  # runs for every response: one attribute lookup, positional arguments
     return ResponseMeta(
-        status=status,
-        request_id=headers.get("X-Request-Id"),
-        permitted=_int_header(headers, "X-Ratelimit-Permitted"),
-        remaining=_int_header(headers, "X-Ratelimit-Remaining"),
-        retry_after=headers.get("Retry-After"),
+        status,
+        get("X-Request-Id"),
+        _count(get("X-Ratelimit-Permitted")),
+        _count(get("X-Ratelimit-Remaining")),
+        get("Retry-After"),
     )
+
+
+# The values seen in practice, answered without parsing (every response's type is checked).
+_JSON_CONTENT_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 
 
 def is_json_content_type(content_type: str | None) -> bool:
     """Whether a ``Content-Type`` announces JSON (``application/json``, ``…+json``)."""
+    if content_type in _JSON_CONTENT_TYPES:
+        return True
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()

@@ -11,8 +11,6 @@
 * **Inputs**: malformed ids and permalinks are refused before any request; query values arrive at
   the server intact, as one value.
 
-Tests marked ``xfail(strict=True)`` pin bugs reported to the owners of files this suite may not
-edit; once fixed they pass, and the strict marker makes the suite say so.
 """
 
 from __future__ import annotations
@@ -298,11 +296,6 @@ def test_no_secret_in_cli_bulk_output_or_files(tmp_path: Path) -> None:
         assert_secret([result.output])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (_http.py): an aiohttp ClientResponseError (malformed HTTP response) is chained "
-    "as the TransportError's cause; its args/repr hold request_info with the Authorization header",
-)
 async def test_a_malformed_http_response_does_not_leak_the_token_through_the_cause() -> None:
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
@@ -555,11 +548,6 @@ async def test_an_oversized_error_body_is_refused_and_retried_like_a_5xx(sizes: 
     assert info.value.attempts == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (_http.py): the cap is checked against Content-Length, which for a gzip body is "
-    "the compressed size; aiohttp inflates it, so a small gzip bomb yields any size of body",
-)
 async def test_a_compressed_body_is_capped_by_its_decompressed_size(sizes: str) -> None:
     async with client_for(sizes, max_retries=0) as client:
         with pytest.raises(ka.InvalidResponseError, match="cap"):
@@ -801,12 +789,6 @@ def test_task_parser_on_any_field_values(task: dict[str, Any]) -> None:
     assert isinstance(decoded.progress, int)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (_convert.py/_protocol.py): decode_task accepts any string as a task id, so a "
-    "server's task with an id like '' or 'a b' decodes, then polling it raises ValueError (not a "
-    "documented error) from get_task's input validation",
-)
 @pytest.mark.parametrize("task_id", ["", "a b", "task_\x00", "t" * 129])
 def test_a_decoded_task_can_always_be_polled(task_id: str) -> None:
     # Plain examples, not hypothesis: a failing @given test trips hypothesis' report hook.

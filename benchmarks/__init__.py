@@ -1,0 +1,1 @@
+"""Benchmarks of katapult_async against its simulator: ``python -m benchmarks --help``."""

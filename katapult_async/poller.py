@@ -99,6 +99,7 @@ _SERVER_MAX_RESOLUTION = 0.1  # server durations count only if resolution <= 10%
 _SERVER_LEAD = 0.5  # the server creates a task up to this long before the client sees the answer
 _FETCH_DELAY_WEIGHT = 0.2  # EWMA weight of the newest fetch duration
 _NOT_FOUND_RETRY_MAX = 1.0
+_KNOWN_TASK_NOT_FOUND = 3  # late 404s in a row tolerated for a task the API already returned
 _MAX_NAMES = 256
 
 _Rule = Literal["first", "probe", "tail", "backoff"]
@@ -385,6 +386,7 @@ class TaskPoller:
             if result is not None:
                 return result
         retry_at: float | None = None  # set after a task_not_found answer within the grace
+        misses = 0  # task_not_found answers in a row
         kind: _Rule = "first"
         while True:
             now = self._clock()
@@ -405,15 +407,19 @@ class TaskPoller:
                 current = await self._fetch(watch.task_id)
             except TaskNotFoundError:
                 # Read-after-write lag: a task may not be visible yet just after its creation.
+                # A task the API already returned exists: a 404 for it that comes late (a poll
+                # held back by the rate limiter) is lag too, tolerated a few times in a row.
                 answered = self._clock()
                 grace_end = watch.ref + self._grace
-                if answered >= grace_end:
+                misses += 1
+                if sent >= grace_end and (watch.last is None or misses > _KNOWN_TASK_NOT_FOUND):
                     raise
                 self._bump(not_found_retries=1)
                 gap = min(_NOT_FOUND_RETRY_MAX, max(MIN_POLL_INTERVAL, base / 2))
                 retry_at = max(answered + MIN_POLL_INTERVAL, min(answered + gap, grace_end))
                 continue
             retry_at = None
+            misses = 0
             answered = self._clock()
             self._fetch_delay += _FETCH_DELAY_WEIGHT * ((answered - sent) - self._fetch_delay)
             self._note_fetch(watch, kind, sent, answered, current)

@@ -498,6 +498,28 @@ async def test_not_found_after_the_grace_raises_at_once() -> None:
     assert server.polls(task.id) == 1
 
 
+async def test_a_late_not_found_for_a_task_already_seen_is_tolerated() -> None:
+    # A poll held back by the rate limiter may meet a transient 404 long after submission; the task
+    # exists (the PATCH returned it), so a few such answers in a row are lag, not an end.
+    vt = VirtualTime()
+    server = FakeServer(vt)
+    task = server.submit(8.0)
+    calls = 0
+
+    async def flaky_fetch(task_id: str) -> Task:
+        nonlocal calls
+        calls += 1
+        if vt.now > 2.0 and calls in (2, 3):
+            raise TaskNotFoundError("No task was found", status=404, code="task_not_found")
+        return await server.fetch(task_id)
+
+    poller = make_poller(vt, flaky_fetch, not_found_grace=1.0)
+    final = await poller.wait(task, submitted_at=vt.now)
+
+    assert final.status is TaskStatus.COMPLETED
+    assert poller.stats.not_found_retries == 2
+
+
 # --- the learned schedule ------------------------------------------------------------------------
 
 

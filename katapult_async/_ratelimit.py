@@ -256,6 +256,11 @@ class RateLimiter:
                     ready_at = self._pause_until if self._limit is None else self._ready_at(now)
                     if ready_at <= now + _EARLY:
                         self._record(now)
+                        # Space the next start from this one's slot, not from when the sleeper
+                        # woke: timers fire late (whole milliseconds), and at short spacings that
+                        # lateness would add up to a lower rate. The catch-up is at most one
+                        # spacing, and the log still caps every window.
+                        self._last_start = max(min(ready_at, now), now - self._spacing)
                         return
                     await self._sleep(ready_at - now)
         finally:

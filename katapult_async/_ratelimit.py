@@ -86,6 +86,7 @@ several clients that use the same token on the same loop. Time comes only from t
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
@@ -103,6 +104,8 @@ RateLimitSource = Literal["configured", "headers", "429"]
 """Where the effective limit came from."""
 
 _AnnouncedSource = Literal["headers", "429"]
+
+logger = logging.getLogger("katapult_async.ratelimit")
 
 # A sleeper may be woken this much early (event-loop timer resolution, float rounding of
 # ``now + delay``); starting then rather than sleeping again is harmless next to ``time_margin``.
@@ -262,6 +265,8 @@ class RateLimiter:
                         # spacing, and the log still caps every window.
                         self._last_start = max(min(ready_at, now), now - self._spacing)
                         return
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug("waiting %.3fs for the rate limit", ready_at - now)
                     await self._sleep(ready_at - now)
         finally:
             self._waiting -= 1
@@ -332,6 +337,11 @@ class RateLimiter:
             # bogus hour-long Retry-After must not stall a bulk job.
             self._pause_until = max(self._pause_until, now + min(retry_after, self._span))
             self._last_pause_end = self._pause_until
+            logger.info(
+                "rate limit reached, Retry-After %.2fs: pausing all requests for %.2fs",
+                retry_after,
+                self._pause_until - now,
+            )
             return
         # Did we start a request after the last pause ended, and still get rejected?
         last_pause_end = self._last_pause_end
@@ -353,6 +363,12 @@ class RateLimiter:
             resume = max(resume, now + self._span)
         self._pause_until = max(self._pause_until, resume)
         self._last_pause_end = self._pause_until
+        logger.info(
+            "rate limit reached (limit %s per %gs): pausing all requests for %.2fs",
+            self._limit,
+            self._window,
+            self._pause_until - now,
+        )
 
     def snapshot(self) -> RateLimitState:
         """Returns the current state as an immutable value."""
@@ -391,6 +407,7 @@ class RateLimiter:
             self._limit, self._source = None, None
             return
         limit = self._limit
+        logger.info("rate limit: %d requests per %gs (from %s)", limit, self._window, self._source)
         reserve = 0
         if self._safety_margin > 0:
             reserve = max(1, math.ceil(limit * self._safety_margin - _ROUNDING))

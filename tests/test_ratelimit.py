@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -614,3 +615,15 @@ async def test_retry_after_is_capped_at_one_window(vt: VirtualTime) -> None:
     limiter = make_limiter(vt, 10, 1.0)
     limiter.observe_rate_limited(total_permitted=None, retry_after=3600.0)
     assert limiter.snapshot().paused_until_in == pytest.approx(1.05)
+
+
+async def test_learning_and_pauses_are_logged(
+    vt: VirtualTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="katapult_async")
+    limiter = make_limiter(vt, None, 2.0)
+    limiter.observe(permitted=100, remaining=99)
+    limiter.observe_rate_limited(total_permitted=100, retry_after=None)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("katapult_async")]
+    assert "rate limit: 100 requests per 2s (from headers)" in messages
+    assert any(m.startswith("rate limit reached (limit 100 per 2s): pausing") for m in messages)

@@ -118,16 +118,6 @@ class HTTPTransport:
             max_value=config.retry_max_wait,
         )(self._retry_attempt)
 
-    @property
-    def limiter(self) -> RateLimiter:
-        """The rate limiter every request of this transport goes through."""
-        return self._limiter
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("the client is closed")
@@ -148,8 +138,10 @@ class HTTPTransport:
             await self._session.close()
             self._session = None
 
-    async def request(self, request: APIRequest, *, deadline: float | None = None) -> Any:
-        """Send ``request`` with retries and return its decoded JSON body.
+    async def request_with_meta(
+        self, request: APIRequest, *, deadline: float | None = None
+    ) -> tuple[Any, ResponseMeta]:
+        """Send ``request`` with retries; return its decoded JSON body and :class:`ResponseMeta`.
 
         Args:
             request: The call to make.
@@ -159,13 +151,6 @@ class HTTPTransport:
             APIError: (a subclass) for an error answer, after retries for transient ones.
             TransportError: when no answer came, after retries.
         """
-        data, _meta = await self.request_with_meta(request, deadline=deadline)
-        return data
-
-    async def request_with_meta(
-        self, request: APIRequest, *, deadline: float | None = None
-    ) -> tuple[Any, ResponseMeta]:
-        """Like :meth:`request`, also returning the response's :class:`ResponseMeta`."""
         state = _CallState(request)
         started = time.monotonic() if deadline is not None else 0.0
         try:

@@ -547,10 +547,8 @@ class _BulkInput:
     def __init__(self, source: str) -> None:
         self.source = source
         self.is_stdin = source == "-"
-        if self.is_stdin:
-            self._stream: IO[bytes] = click.get_binary_stream("stdin")
-        else:
-            self._stream = open(source, "rb")  # noqa: SIM115 - closed by close()
+        # click.open_file maps "-" to binary stdin and never closes a standard stream
+        self._stream: IO[bytes] = click.open_file(source, "rb")
         try:
             self._lines = self._decoded()
             peeked: list[str] = []
@@ -591,8 +589,7 @@ class _BulkInput:
 
     def close(self) -> None:
         """Close the file (never stdin)."""
-        if not self.is_stdin:
-            self._stream.close()
+        self._stream.close()
 
     def count(self) -> int | None:
         """The number of items, counted cheaply, when the input is a regular file; else None.

@@ -5,18 +5,14 @@ quick start, :class:`KatapultClient` for the client, and :mod:`katapult_async.te
 simulator to use in your own tests.
 """
 
-from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async._ratelimit import RateLimiter, RateLimitSource, RateLimitState
 from katapult_async._version import __version__
-from katapult_async.bulk import (
-    BulkProgress,
-    DuplicateItemError,
-    UnconfirmedUpdateError,
-    UpdateItem,
-)
-from katapult_async.client import KatapultClient
+from katapult_async.bulk import SupportsBulkUpdate, bulk_update
+from katapult_async.client import ClientConfig, KatapultClient
 from katapult_async.errors import (
     APIError,
     ConfigurationError,
+    DuplicateItemError,
     InvalidAPITokenError,
     InvalidCapabilitiesTokenError,
     InvalidResponseError,
@@ -36,8 +32,10 @@ from katapult_async.errors import (
     TaskTimeoutError,
     TransportError,
     UnauthorizedNetworkForAPITokenError,
+    UnconfirmedUpdateError,
 )
 from katapult_async.models import (
+    BulkProgress,
     NetworkInterface,
     NetworkInterfaceRef,
     NetworkSpeedProfile,
@@ -45,6 +43,7 @@ from katapult_async.models import (
     SpeedProfileRef,
     Task,
     TaskStatus,
+    UpdateItem,
     UpdateResult,
 )
 from katapult_async.poller import PollerStats, TaskPoller
@@ -52,6 +51,7 @@ from katapult_async.poller import PollerStats, TaskPoller
 __all__ = [
     "APIError",
     "BulkProgress",
+    "ClientConfig",
     "ConfigurationError",
     "DuplicateItemError",
     "InvalidAPITokenError",
@@ -68,6 +68,7 @@ __all__ = [
     "Outcome",
     "PollerStats",
     "RateLimitReachedError",
+    "RateLimitSource",
     "RateLimitState",
     "RateLimiter",
     "RequestTimeoutError",
@@ -76,6 +77,7 @@ __all__ = [
     "SpeedProfileAlreadyAssignedError",
     "SpeedProfileNotFoundError",
     "SpeedProfileRef",
+    "SupportsBulkUpdate",
     "Task",
     "TaskFailedError",
     "TaskNotFoundError",
@@ -89,4 +91,5 @@ __all__ = [
     "UpdateItem",
     "UpdateResult",
     "__version__",
+    "bulk_update",
 ]

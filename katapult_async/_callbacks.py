@@ -1,4 +1,5 @@
-"""Callbacks: typed, sync or async, always given immutable values."""
+"""Progress callbacks: the :data:`ProgressCallback` type and :func:`call_callback`, the one helper
+that calls one (sync or async) and awaits its result. Callers pass only immutable values."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 import cattrs
 
 from katapult_async._validate import validate_identifier
-from katapult_async.models import NetworkInterface, NetworkSpeedProfile, Task, TaskStatus
+from katapult_async.models import NetworkInterface, NetworkSpeedProfile, Outcome, Task, TaskStatus
 
 __all__ = ["converter"]
 
@@ -103,10 +103,12 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(TaskStatus, lambda v, _: TaskStatus(v))
+    # Outcome is a str too: without its own hook the strict str hook would take any string.
+    conv.register_structure_hook(Outcome, lambda v, _: Outcome(v))
     conv.register_structure_hook(NetworkInterface, _structure_interface)
     conv.register_structure_hook(Task, _structure_task)
     return conv
 
 
 converter = _make_converter()
-"""The converter used for every API body (and for the bulk journal's task snapshots)."""
+"""The converter used for every API body and for the bulk journal's records."""

@@ -1,7 +1,10 @@
-"""The single HTTP choke point: every request goes through :meth:`HTTPTransport.request`.
+"""The single HTTP choke point: every request goes through :meth:`HTTPTransport.request_with_meta`.
 
-It applies, in order: the shared rate limiter, the per-request timeout, the response size cap, error
-mapping, and the retry policy (driven by ``backoff``). Endpoint code never touches aiohttp.
+This module owns the I/O, and only the I/O: the aiohttp session (and :func:`new_session`), the shared
+rate limiter's acquire and release, the per-request timeout, reading the body under the size cap, and
+the retries (the pure policy of :mod:`katapult_async._retry`, driven by ``backoff``). What a response
+means is decided by the pure :func:`katapult_async._protocol.decode_response`. Endpoint code never
+touches aiohttp.
 
 Every call's first attempt is made directly; the ``backoff`` machinery (its wait generator, timing
 and per-try bookkeeping) is entered only after an attempt has failed with a retryable error, and
@@ -12,24 +15,16 @@ it had made the first attempt itself. Most calls succeed at once, and pay nothin
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import time
-from collections.abc import Callable, Mapping
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import attrs
 import backoff
 
-from katapult_async._protocol import (
-    APIRequest,
-    ResponseMeta,
-    decode_error,
-    decode_success,
-    read_meta,
-)
-from katapult_async._ratelimit import RateLimiter, parse_retry_after
+from katapult_async._protocol import APIRequest, ResponseMeta, decode_response, read_meta
+from katapult_async._ratelimit import RateLimiter
 from katapult_async._retry import backoff_wait, should_retry
 from katapult_async._version import __version__
 from katapult_async.errors import (
@@ -37,7 +32,6 @@ from katapult_async.errors import (
     KatapultError,
     RateLimitReachedError,
     RequestTimeoutError,
-    SpeedProfileAlreadyAssignedError,
     TransportError,
 )
 
@@ -45,25 +39,43 @@ logger = logging.getLogger("katapult_async")
 
 USER_AGENT = f"katapult-async/{__version__}"
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "katapult_async_deadline", default=None
-)
+CONNECTION_LIMIT = 512
+"""Connections a session from :func:`new_session` may hold open at once. Above aiohttp's default of
+100 so that the pool does not cap a bulk run's concurrency: a request waiting for a pooled connection
+has already passed the rate limiter, and spends its timeout in the queue. The limiter, not the pool,
+paces requests."""
 
 
-def _current_deadline() -> float | None:
-    return _deadline.get()
+def new_session(
+    *,
+    headers: Mapping[str, str] | None = None,
+    trace_configs: list[aiohttp.TraceConfig] | None = None,
+) -> aiohttp.ClientSession:
+    """An ``aiohttp.ClientSession`` as the client makes its own: :data:`CONNECTION_LIMIT`
+    connections, and no silent resend by aiohttp.
+
+    aiohttp silently resends an idempotent request once when the connection drops. That resend
+    bypasses the rate limiter (spending budget it cannot see) and ``max_retries``, so it is turned
+    off and the client's own retry loop decides.
+    """
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT),
+        headers=headers,
+        trace_configs=trace_configs,
+    )
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
 
 
 @attrs.frozen
 class TransportConfig:
-    """Options of the HTTP layer, normalised once by the client."""
+    """Options of the HTTP layer, taken from the client's ``ClientConfig`` (which owns defaults)."""
 
     base_url: str
-    timeout: float = 30.0
-    max_retries: int = 8
-    max_response_size: int = 1024 * 1024
-    retry_base: float = 0.5
-    retry_max_wait: float = 30.0
+    timeout: float
+    max_retries: int
+    max_response_size: int
 
 
 @attrs.define
@@ -108,27 +120,17 @@ class HTTPTransport:
             backoff_wait,
             KatapultError,
             max_tries=config.max_retries + 1,
-            # backoff accepts None from the callable (no deadline); its stub says float only.
-            max_time=cast("Callable[[], float]", _current_deadline),
             giveup=lambda exc: not should_retry(exc),
             jitter=backoff.full_jitter,
             on_backoff=self._log_backoff,
             logger=None,
-            base=config.retry_base,
-            max_value=config.retry_max_wait,
         )(self._retry_attempt)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=512)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
-            # aiohttp silently resends an idempotent request once when the connection drops. That
-            # resend bypasses the rate limiter (spending budget it cannot see) and max_retries, so
-            # on the session we own we turn it off and let our own retry loop decide.
-            if hasattr(self._session, "_retry_connection"):
-                self._session._retry_connection = False
+            self._session = new_session(headers=self._headers)
         return self._session
 
     async def close(self) -> None:
@@ -138,21 +140,14 @@ class HTTPTransport:
             await self._session.close()
             self._session = None
 
-    async def request_with_meta(
-        self, request: APIRequest, *, deadline: float | None = None
-    ) -> tuple[Any, ResponseMeta]:
+    async def request_with_meta(self, request: APIRequest) -> tuple[Any, ResponseMeta]:
         """Send ``request`` with retries; return its decoded JSON body and :class:`ResponseMeta`.
-
-        Args:
-            request: The call to make.
-            deadline: Seconds after which no further retry is started.
 
         Raises:
             APIError: (a subclass) for an error answer, after retries for transient ones.
             TransportError: when no answer came, after retries.
         """
         state = _CallState(request)
-        started = time.monotonic() if deadline is not None else 0.0
         try:
             return await self._attempt(state)
         except KatapultError as exc:
@@ -160,17 +155,12 @@ class HTTPTransport:
                 exc.attempts = state.attempts
                 raise
             state.replay = exc
-        # backoff measures max_time from its own start, which is now after the first attempt.
-        remaining = None if deadline is None else deadline - (time.monotonic() - started)
-        token = _deadline.set(remaining)
         try:
             result: tuple[Any, ResponseMeta] = await self._retrying(state)
             return result
         except KatapultError as exc:
             exc.attempts = state.attempts
             raise
-        finally:
-            _deadline.reset(token)
 
     async def _retry_attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         """An attempt under ``backoff``; the first one replays the error of the direct attempt."""
@@ -196,9 +186,8 @@ class HTTPTransport:
                 raise_for_status=False,
                 timeout=self._timeout,
             ) as resp:
-                status = resp.status
                 headers = resp.headers
-                meta = read_meta(status, headers)
+                meta = read_meta(resp.status, headers)
                 self._limiter.observe(permitted=meta.permitted, remaining=meta.remaining)
                 length = resp.content_length
                 # Content-Length of a compressed body is its compressed size: stream and count.
@@ -210,7 +199,6 @@ class HTTPTransport:
                     body = await resp.read()
                 else:
                     body = await self._read_body(resp, meta)
-                content_type = headers.get("Content-Type")
         except asyncio.TimeoutError as exc:
             state.response_lost = state.response_lost or not request.idempotent
             raise RequestTimeoutError(
@@ -235,24 +223,16 @@ class HTTPTransport:
             self._limiter.release()
         if failure is not None:
             raise failure
-        if 200 <= status < 300:
-            return decode_success(status, content_type, body, meta.request_id), meta
-        if 300 <= status < 400:
-            location = headers.get("Location")
-            raise InvalidResponseError(
-                f"the API answered with a redirect to {location!r}; redirects are not followed",
-                status=status,
-                request_id=meta.request_id,
+        try:
+            data = decode_response(
+                meta, headers, body, reason=resp.reason, after_lost_response=state.response_lost
             )
-        error = decode_error(meta, body, resp.reason)
-        if isinstance(error, RateLimitReachedError):
-            error.retry_after = parse_retry_after(meta.retry_after)
+        except RateLimitReachedError as error:
             self._limiter.observe_rate_limited(
                 total_permitted=error.total_permitted, retry_after=error.retry_after
             )
-        elif isinstance(error, SpeedProfileAlreadyAssignedError) and state.response_lost:
-            error.after_lost_response = True
-        raise error
+            raise
+        return data, meta
 
     async def _read_body(self, resp: aiohttp.ClientResponse, meta: ResponseMeta) -> bytes:
         """Read a body with no (or a too large) Content-Length, up to the size cap."""

@@ -1,20 +1,32 @@
 """Pure request building and response decoding. No I/O, no aiohttp.
 
-Endpoint methods of the client describe a call as an :class:`APIRequest`; the HTTP layer sends it and
-hands back ``(status, headers, body)``, which the functions here turn into models or errors.
+This module owns the meaning of the wire: endpoint methods of the client describe a call as an
+:class:`APIRequest` (built here); the HTTP layer sends it and hands back ``(status, headers, body)``,
+which :func:`decode_response` classifies (2xx data, a refused redirect, or the error it stands for,
+with a 429's ``Retry-After`` and the lost-response note of a 422) and the ``decode_*`` functions turn
+into models.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import attrs
 
 from katapult_async._convert import converter
 from katapult_async._validate import validate_identifier
-from katapult_async.errors import APIError, InvalidResponseError, error_from_response
+from katapult_async.errors import (
+    APIError,
+    InvalidResponseError,
+    RateLimitReachedError,
+    SpeedProfileAlreadyAssignedError,
+    error_from_response,
+)
 from katapult_async.models import (
     NetworkInterface,
     NetworkInterfaceRef,
@@ -218,6 +230,84 @@ def decode_error(meta: ResponseMeta, body: bytes, reason: str | None = None) -> 
     return error_from_response(meta.status, body, request_id=meta.request_id, reason=reason)
 
 
+def decode_response(
+    meta: ResponseMeta,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    reason: str | None = None,
+    after_lost_response: bool = False,
+) -> Any:
+    """What a response means: the JSON body of a 2xx; for anything else, the error it stands for.
+
+    Args:
+        meta: The response's :func:`read_meta`.
+        headers: Its headers (a case-insensitive mapping): ``Content-Type``, ``Location``.
+        body: The whole body.
+        reason: The HTTP reason phrase, for errors whose body says nothing.
+        after_lost_response: Whether an earlier attempt of this call (a PATCH) lost its response.
+            A ``speed_profile_already_assigned`` answer then says so (``after_lost_response``):
+            the lost attempt evidently landed.
+
+    Raises:
+        InvalidResponseError: for a redirect (never followed), or a 2xx body that is not JSON.
+        APIError: (a subclass) for an error answer; a :class:`RateLimitReachedError` carries the
+            ``Retry-After`` delay in seconds as ``retry_after``.
+    """
+    status = meta.status
+    if 200 <= status < 300:
+        return decode_success(status, headers.get("Content-Type"), body, meta.request_id)
+    if 300 <= status < 400:
+        location = headers.get("Location")
+        raise InvalidResponseError(
+            f"the API answered with a redirect to {location!r}; redirects are not followed",
+            status=status,
+            request_id=meta.request_id,
+        )
+    error = decode_error(meta, body, reason)
+    if isinstance(error, RateLimitReachedError):
+        error.retry_after = parse_retry_after(meta.retry_after)
+    elif isinstance(error, SpeedProfileAlreadyAssignedError) and after_lost_response:
+        error.after_lost_response = True
+    raise error
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Parses a ``Retry-After`` header into seconds to wait.
+
+    Args:
+        value: The header value: delay-seconds (``"120"``) or an HTTP date.
+        now: The current time for an HTTP date; defaults to the current UTC time. A naive
+            datetime is taken as UTC.
+
+    Returns:
+        The delay in seconds (an HTTP date in the past gives 0.0), or None if ``value`` is None
+        or cannot be parsed.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    if now is None:
+        now = datetime.now(timezone.utc)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
 def _member(data: Any, key: str, meta: ResponseMeta | None) -> Any:
     if not isinstance(data, dict) or key not in data:
         raise InvalidResponseError(
@@ -234,16 +324,18 @@ def structure(value: Any, cls: type[T], what: str, meta: ResponseMeta | None = N
         return converter.structure(value, cls)
     except Exception as exc:  # cattrs raises several types (ClassValidationError, KeyError, ...)
         raise InvalidResponseError(
-            f"the response's {what} could not be understood: {_describe(exc)}",
+            f"the response's {what} could not be understood: {_leaf_errors(exc)}",
             status=meta.status if meta else 200,
             request_id=meta.request_id if meta else None,
         ) from exc
 
 
-def _describe(exc: BaseException) -> str:
+def _leaf_errors(exc: BaseException) -> str:
+    """``"Type: message"`` of ``exc``, or of each exception it groups (cattrs' class validation
+    errors are exception groups), joined by ``"; "``."""
     subs = getattr(exc, "exceptions", None)
     if subs:
-        return "; ".join(_describe(sub) for sub in subs)
+        return "; ".join(_leaf_errors(sub) for sub in subs)
     return f"{type(exc).__name__}: {exc}"
 
 

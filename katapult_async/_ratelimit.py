@@ -91,14 +91,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from itertools import repeat
 from typing import Literal
 
 import attrs
 
-__all__ = ["RateLimitSource", "RateLimitState", "RateLimiter", "parse_retry_after"]
+__all__ = ["RateLimitSource", "RateLimitState", "RateLimiter"]
 
 RateLimitSource = Literal["configured", "headers", "429"]
 """Where the effective limit came from."""
@@ -324,8 +322,9 @@ class RateLimiter:
 
         Args:
             total_permitted: ``detail.total_permitted`` from the body, if present.
-            retry_after: The ``Retry-After`` delay in seconds (see :func:`parse_retry_after`),
-                or None. When given, callers pause exactly that long.
+            retry_after: The ``Retry-After`` delay in seconds (see
+                :func:`katapult_async._protocol.parse_retry_after`), or None. When given, callers
+                pause exactly that long.
         """
         self._end_probe()
         now = self._clock()
@@ -443,39 +442,3 @@ class RateLimiter:
         missing = count - len(self._starts)
         if missing > 0:
             self._starts.extend(repeat(now, missing))
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Parses a ``Retry-After`` header into seconds to wait.
-
-    Args:
-        value: The header value: delay-seconds (``"120"``) or an HTTP date.
-        now: The current time for an HTTP date; defaults to the current UTC time. A naive
-            datetime is taken as UTC.
-
-    Returns:
-        The delay in seconds (an HTTP date in the past gives 0.0), or None if ``value`` is None
-        or cannot be parsed.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    if now is None:
-        now = datetime.now(timezone.utc)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - now).total_seconds())

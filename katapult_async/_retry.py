@@ -1,4 +1,6 @@
-"""The retry policy: a pure predicate and the wait generator that drives ``backoff``.
+"""The retry policy: a pure predicate and the wait generator that drives ``backoff``; the HTTP layer
+(:mod:`katapult_async._http`) only wires them up. :func:`backoff_wait`'s defaults are the client's
+backoff: 0.5 s, doubling, at most 30 s between attempts, before full jitter.
 
 Retried (transient): 429 (after the limiter's pause), 503 ``service_unavailable``, 502/504 and other
 5xx from a proxy, 406 ``task_queueing_error``, connection errors and timeouts. A PATCH whose

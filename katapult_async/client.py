@@ -1,14 +1,14 @@
-"""The :class:`KatapultClient`: configuration, lifecycle, and the endpoint methods."""
+"""The :class:`KatapultClient`: its options (:class:`ClientConfig`), its lifecycle, and the endpoint
+methods, which build a request (:mod:`katapult_async._protocol`), send it through the one HTTP choke
+point (:mod:`katapult_async._http`) and decode the answer."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -17,6 +17,7 @@ from katapult_async import _protocol as proto
 from katapult_async._callbacks import ProgressCallback
 from katapult_async._http import HTTPTransport, TransportConfig
 from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async._validate import validate_base_url, validate_token
 from katapult_async.errors import ConfigurationError
 from katapult_async.models import (
     NetworkInterface,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from katapult_async.bulk import BulkProgress, UpdateItem
     from katapult_async.models import UpdateResult
 
-__all__ = ["DEFAULT_BASE_URL", "TOKEN_ENV_VAR", "KatapultClient"]
+__all__ = ["DEFAULT_BASE_URL", "TOKEN_ENV_VAR", "ClientConfig", "KatapultClient"]
 
 DEFAULT_BASE_URL = "https://api.katapult.io/core/v1"
 TOKEN_ENV_VAR = "KATAPULT_API_TOKEN"
@@ -43,50 +44,25 @@ def _mask(token: str) -> str:
     return "****" + token[-4:] if len(token) >= 20 else "****"
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True  # *.localhost names go to DNS on some systems: only the literal name counts
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
-    if parts.username or parts.password:
-        raise ConfigurationError("base_url must not carry credentials")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
-        raise ConfigurationError(
-            f"refusing plain http:// to {parts.hostname}: the token would travel unencrypted "
-            "(use https, a loopback host, or allow_insecure_http=True)"
-        )
-    return base_url.rstrip("/")
-
-
-def _check_token(token: str | None) -> str:
+def _token_from(token: str | None) -> str:
+    """The token passed, else the one in ``KATAPULT_API_TOKEN``, validated."""
     if token is None:
         token = os.environ.get(TOKEN_ENV_VAR) or None
     if token is None:
         raise ConfigurationError(
             f"no API token: pass token=... or set the {TOKEN_ENV_VAR} environment variable"
         )
-    if not isinstance(token, str):
-        raise ConfigurationError("the API token must be a string")
-    token = token.strip()
-    if not token or not token.isprintable() or any(ch.isspace() for ch in token):
-        # Never echo the token itself.
-        raise ConfigurationError("the API token is empty or contains whitespace/control characters")
-    return token
+    return validate_token(token)
 
 
 @attrs.frozen
 class ClientConfig:
-    """The client's options after normalisation (no token: it is kept out of every value)."""
+    """The client's options after normalisation, and the one place their defaults are written.
+
+    :class:`KatapultClient` builds one from its arguments (``client.config``); its rate limiter,
+    HTTP transport and task poller are built from it. The token is kept out of it, as of every
+    value. Invalid options raise :class:`~katapult_async.errors.ConfigurationError`.
+    """
 
     base_url: str = DEFAULT_BASE_URL
     rate_limit: int | None = None
@@ -112,6 +88,19 @@ class ClientConfig:
         if self.max_response_size < 1024:
             raise ConfigurationError("max_response_size must be at least 1024 bytes")
 
+    def transport_config(self) -> TransportConfig:
+        """The options of the HTTP layer."""
+        return TransportConfig(
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_response_size=self.max_response_size,
+        )
+
+
+_DEFAULTS = ClientConfig()
+"""Read by :class:`KatapultClient`'s signature, so that each default is written once, above."""
+
 
 class KatapultClient:
     """An asyncio client for changing network speed profiles on Katapult.
@@ -121,30 +110,38 @@ class KatapultClient:
         async with KatapultClient() as client:          # token from KATAPULT_API_TOKEN
             task = await client.update_speed_profile("vmnet_abc", "1gbps", wait=True)
 
+    The options are normalised once into a frozen :class:`ClientConfig`, ``client.config``.
+
     Every request, PATCHes and task polls alike, goes through one rate limiter shared by the whole
     client (pass ``limiter=`` to share it between clients of the same token). The limiter learns the
     limit from ``rate_limit``, else from the ``X-Ratelimit-Permitted``/``-Remaining`` headers of every
     response, else from the first 429's ``total_permitted``, and paces requests so that no more than
     the limit start within any window.
 
-    Retry policy: 429 (after the limiter's pause), 503, 502/504 and other 5xx, 406
-    ``task_queueing_error``, connection errors and timeouts are retried up to ``max_retries`` times
-    with exponential backoff and full jitter (``max_retries=0``: one attempt). Other 4xx are not.
+    Retry policy: 429 (after the limiter's pause, with no extra wait), 503, 502/504 and other 5xx,
+    406 ``task_queueing_error``, connection errors and timeouts are retried up to ``max_retries``
+    times, with exponential backoff (0.5 s, doubling, at most 30 s) and full jitter
+    (``max_retries=0``: one attempt). A PATCH whose response was lost is retried too; if the retry
+    is answered ``speed_profile_already_assigned``, the error says ``after_lost_response``. Other
+    4xx, and responses the client cannot understand, are not retried.
 
     Args:
         token: The API token; ``None`` reads ``KATAPULT_API_TOKEN``. Never shown in reprs or logs.
-        base_url: The Core API base URL. Plain ``http://`` is refused unless the host is loopback
-            or ``allow_insecure_http=True``.
-        rate_limit: Requests permitted per ``rate_limit_window`` seconds, when known up front.
-        rate_limit_window: The length of the server's rate-limit window (60 s on Katapult).
+        base_url: The Core API base URL (default ``https://api.katapult.io/core/v1``). Plain
+            ``http://`` is refused unless the host is loopback or ``allow_insecure_http=True``.
+        rate_limit: Requests permitted per ``rate_limit_window`` seconds, when known up front
+            (default ``None``: learned from the responses).
+        rate_limit_window: The length of the server's rate-limit window (default 60 s, as on
+            Katapult).
         timeout: Seconds for each HTTP request (default 30).
         max_retries: Retries after the first attempt (default 8).
         poll_interval: First task poll interval in seconds (default 1).
         max_poll_interval: Longest interval between task polls (default 15).
         session: An ``aiohttp.ClientSession`` to use; the client never closes a caller's session.
-        limiter: A :class:`RateLimiter` to share with other clients of the same token.
+        limiter: A :class:`RateLimiter` to share with other clients of the same token (default: a
+            new one, from ``rate_limit`` and ``rate_limit_window``).
         max_response_size: Bodies larger than this many bytes are refused (default 1 MiB).
-        allow_insecure_http: Permit plain ``http://`` to non-loopback hosts.
+        allow_insecure_http: Permit plain ``http://`` to non-loopback hosts (default False).
 
     Raises:
         ConfigurationError: when no token is available or an option is invalid.
@@ -154,21 +151,21 @@ class KatapultClient:
         self,
         token: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
-        rate_limit: int | None = None,
-        rate_limit_window: float = 60.0,
-        timeout: float = 30.0,
-        max_retries: int = 8,
-        poll_interval: float = 1.0,
-        max_poll_interval: float = 15.0,
+        base_url: str = _DEFAULTS.base_url,
+        rate_limit: int | None = _DEFAULTS.rate_limit,
+        rate_limit_window: float = _DEFAULTS.rate_limit_window,
+        timeout: float = _DEFAULTS.timeout,
+        max_retries: int = _DEFAULTS.max_retries,
+        poll_interval: float = _DEFAULTS.poll_interval,
+        max_poll_interval: float = _DEFAULTS.max_poll_interval,
         session: aiohttp.ClientSession | None = None,
         limiter: RateLimiter | None = None,
-        max_response_size: int = 1024 * 1024,
-        allow_insecure_http: bool = False,
+        max_response_size: int = _DEFAULTS.max_response_size,
+        allow_insecure_http: bool = _DEFAULTS.allow_insecure_http,
     ) -> None:
-        self._token = _check_token(token)
-        self.config = ClientConfig(
-            base_url=_check_base_url(base_url, allow_insecure_http),
+        self._token = _token_from(token)
+        self.config = config = ClientConfig(
+            base_url=validate_base_url(base_url, allow_insecure_http=allow_insecure_http),
             rate_limit=rate_limit,
             rate_limit_window=rate_limit_window,
             timeout=timeout,
@@ -178,20 +175,14 @@ class KatapultClient:
             max_response_size=max_response_size,
             allow_insecure_http=allow_insecure_http,
         )
-        self._limiter = limiter or RateLimiter(rate_limit, rate_limit_window)
+        self._limiter = limiter or RateLimiter(config.rate_limit, config.rate_limit_window)
         self._transport = HTTPTransport(
-            TransportConfig(
-                base_url=self.config.base_url,
-                timeout=timeout,
-                max_retries=max_retries,
-                max_response_size=max_response_size,
-            ),
-            token=self._token,
-            limiter=self._limiter,
-            session=session,
+            config.transport_config(), token=self._token, limiter=self._limiter, session=session
         )
         self._poller = TaskPoller(
-            self.get_task, poll_interval=poll_interval, max_poll_interval=max_poll_interval
+            self.get_task,
+            poll_interval=config.poll_interval,
+            max_poll_interval=config.max_poll_interval,
         )
 
     def __repr__(self) -> str:

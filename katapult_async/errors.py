@@ -22,7 +22,9 @@
     ├── TransportError (also ConnectionError)     the request did not get an answer
     │   └── RequestTimeoutError (also TimeoutError)
     ├── TaskFailedError                           .task ended ``failed``
-    └── TaskTimeoutError (also TimeoutError)      .task, .waited
+    ├── TaskTimeoutError (also TimeoutError)      .task, .waited
+    ├── DuplicateItemError (also ValueError)      bulk: .interface_id repeated at .index
+    └── UnconfirmedUpdateError                    bulk: the update landed, its task unseen
 
 Every :class:`APIError` carries ``status``, ``code``, ``description``, ``detail`` and the
 ``request_id`` (the ``X-Request-Id`` header Katapult's support asks for). Errors raised after retries
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "ConfigurationError",
+    "DuplicateItemError",
     "InvalidAPITokenError",
     "InvalidCapabilitiesTokenError",
     "InvalidResponseError",
@@ -60,6 +63,7 @@ __all__ = [
     "TaskTimeoutError",
     "TransportError",
     "UnauthorizedNetworkForAPITokenError",
+    "UnconfirmedUpdateError",
     "error_from_response",
 ]
 
@@ -303,6 +307,56 @@ class TaskTimeoutError(KatapultError, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.task, self.waited))
+
+
+class DuplicateItemError(KatapultError, ValueError):
+    """An interface appeared again in the same bulk run; only its first item is sent.
+
+    Attributes:
+        interface_id: The repeated interface id.
+        index: The position of the repeated item.
+        first_index: The position of the item that is being (or was) sent.
+    """
+
+    def __init__(self, interface_id: str, index: int, first_index: int) -> None:
+        self.interface_id = interface_id
+        self.index = index
+        self.first_index = first_index
+        super().__init__(
+            f"item {index}: interface {interface_id} duplicates item {first_index} "
+            "(each interface is updated at most once per run)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.interface_id, self.index, self.first_index))
+
+
+class UnconfirmedUpdateError(KatapultError):
+    """The update landed, but its response was lost, so whether it will hold is unknown.
+
+    A PATCH whose response was lost (a dropped connection, a timeout) was retried and the API
+    answered ``speed_profile_already_assigned``: the lost attempt evidently made the assignment,
+    but the client never learnt the id of the task that carries it out, and a task that fails
+    puts the interface's previous profile back. Reporting ``ALREADY_ASSIGNED`` could be untrue,
+    so the item is an ``ERROR`` with this error (its ``__cause__`` is the API's answer). A rerun
+    once the task has had time to finish sends the update again: the API then accepts it (the
+    task failed) or answers ``already_assigned`` (the assignment held).
+
+    Attributes:
+        interface_id: The interface whose update is unconfirmed.
+        speed_profile: The profile asked for, as given.
+    """
+
+    def __init__(self, interface_id: str, speed_profile: str) -> None:
+        self.interface_id = interface_id
+        self.speed_profile = speed_profile
+        super().__init__(
+            f"interface {interface_id}: the update to {speed_profile} was applied but its "
+            "response was lost, so its task could not be followed; rerun to confirm"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.interface_id, self.speed_profile))
 
 
 ERROR_CLASSES: Mapping[str, type[APIError]] = {

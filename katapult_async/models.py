@@ -7,13 +7,17 @@ ignored when decoding, so new fields on the server never break an old client.
 from __future__ import annotations
 
 import enum
+import types
+from collections.abc import Mapping
 from datetime import datetime
+from typing import TypeAlias
 
 import attrs
 
 from katapult_async._validate import validate_identifier
 
 __all__ = [
+    "BulkProgress",
     "NetworkInterface",
     "NetworkInterfaceRef",
     "NetworkSpeedProfile",
@@ -21,6 +25,7 @@ __all__ = [
     "SpeedProfileRef",
     "Task",
     "TaskStatus",
+    "UpdateItem",
     "UpdateResult",
 ]
 
@@ -129,6 +134,10 @@ class NetworkInterfaceRef:
         return cls(id=value)
 
 
+UpdateItem: TypeAlias = tuple[str | NetworkInterfaceRef, str | SpeedProfileRef]
+"""One input pair: an interface (id or ref) and the speed profile (id, permalink or ref) it gets."""
+
+
 @attrs.frozen
 class NetworkSpeedProfile:
     """A network speed profile available to an organisation."""
@@ -198,3 +207,61 @@ class UpdateResult:
     error: BaseException | None = attrs.field(default=None, eq=False)
     index: int = -1
     resumed: bool = False
+
+
+@attrs.frozen(slots=True)
+class BulkProgress:
+    """A snapshot of a bulk run, passed to ``on_progress``.
+
+    ``started == done + in_flight + (results waiting to be yielded)``, and the five outcome counts
+    add up to ``done``.
+
+    Attributes:
+        total: The number of input pairs, when known (``total=`` or ``len(updates)``).
+        done: Results handed to the caller so far.
+        started: Pairs taken from the input so far.
+        in_flight: Pairs taken and not yet finished (validating, PATCHing or waiting for a task).
+        completed: Results with outcome ``COMPLETED``.
+        already_assigned: Results with outcome ``ALREADY_ASSIGNED``.
+        failed: Results with outcome ``FAILED``.
+        errors: Results with outcome ``ERROR``.
+        submitted: Results with outcome ``SUBMITTED``.
+        resumed: Results that came from the journal (no PATCH sent in this run).
+        requests_per_second: The recent request rate of the token: the requests the client's
+            rate limiter counted in the last ``window`` seconds (PATCHes and polls, plus others'
+            use of the token that the rate-limit headers revealed) over ``min(window, elapsed)``;
+            ``None`` at the very start.
+        rate_limited: 429 answers the client has seen.
+        limit: The rate limit the client works to (requests per window), if known.
+        elapsed: Seconds since the run started.
+        eta: Estimated seconds to finish, when ``total`` is known and some work is done.
+    """
+
+    total: int | None
+    done: int
+    started: int
+    in_flight: int
+    completed: int
+    already_assigned: int
+    failed: int
+    errors: int
+    submitted: int
+    resumed: int
+    requests_per_second: float | None
+    rate_limited: int
+    limit: int | None
+    elapsed: float
+    eta: float | None
+
+    @property
+    def counts(self) -> Mapping[Outcome, int]:
+        """The outcome counts as a read-only mapping."""
+        return types.MappingProxyType(
+            {
+                Outcome.COMPLETED: self.completed,
+                Outcome.ALREADY_ASSIGNED: self.already_assigned,
+                Outcome.FAILED: self.failed,
+                Outcome.ERROR: self.errors,
+                Outcome.SUBMITTED: self.submitted,
+            }
+        )

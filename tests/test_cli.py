@@ -66,7 +66,7 @@ class Sim:
 
 
 def _read_line(stream: IO[str], timeout: float = 20.0) -> str:
-    """The next line of a child's output, or TimeoutError if none comes in time.
+    """The next line of a child's output; TimeoutError if none comes in time, EOFError if none will.
 
     A thread does the blocking read: select() on the descriptor would miss lines already pulled
     into the stream's buffer by an earlier readline().
@@ -77,6 +77,8 @@ def _read_line(stream: IO[str], timeout: float = 20.0) -> str:
     reader.join(timeout)
     if not lines:
         raise TimeoutError("the process printed nothing in time")
+    if not lines[0]:  # a loop waiting for a line would otherwise spin on an exited process
+        raise EOFError("the process closed its output")
     return lines[0]
 
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import katapult_async as ka
+from katapult_async import errors
 from katapult_async.errors import ERROR_CLASSES, error_from_response
 
 from .conftest import FIXTURES, load_fixture
@@ -145,6 +146,19 @@ def test_api_errors_pickle_round_trip() -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is ka.RateLimitReachedError
     assert copy.total_permitted == 5
+
+
+def test_every_error_class_is_exported_and_drawn_in_the_tree() -> None:
+    classes = [
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, ka.KatapultError)
+    ]
+    assert "DuplicateItemError" in classes
+    assert "UnconfirmedUpdateError" in classes
+    for name in classes:
+        assert name in errors.__all__, name
+        assert name in (errors.__doc__ or "").split(), name
 
 
 def test_stdlib_bases() -> None:

@@ -38,9 +38,18 @@ def test_status_terminal() -> None:
     assert ka.TaskStatus("running") is ka.TaskStatus.RUNNING
 
 
-def test_public_all_is_sorted_and_complete() -> None:
-    assert list(ka.__all__) == sorted(ka.__all__)
-    for name in ka.__all__:
-        assert hasattr(ka, name), name
-    public = {n for n in dir(ka) if not n.startswith("_") and n[0].isupper()}
-    assert public <= set(ka.__all__)
+def test_names_moved_out_of_bulk_are_still_importable_from_it() -> None:
+    from katapult_async import bulk, errors, models
+
+    assert bulk.BulkProgress is models.BulkProgress is ka.BulkProgress
+    assert bulk.UpdateItem is models.UpdateItem is ka.UpdateItem
+    assert bulk.DuplicateItemError is errors.DuplicateItemError is ka.DuplicateItemError
+    assert bulk.UnconfirmedUpdateError is errors.UnconfirmedUpdateError
+    assert sorted(bulk.__all__) == [
+        "BulkProgress",
+        "DuplicateItemError",
+        "SupportsBulkUpdate",
+        "UnconfirmedUpdateError",
+        "UpdateItem",
+        "bulk_update",
+    ]

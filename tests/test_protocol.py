@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -182,6 +182,106 @@ def test_page_decoding() -> None:
     assert profiles[0] == ka.NetworkSpeedProfile(
         id="nsp_H3Mknnus3dtDIbIc", name="1 Gbps", permalink="1gbps"
     )
+
+
+# --- what a response means ---------------------------------------------------------------------
+
+JSON = {"Content-Type": "application/json"}
+
+
+def error_body(code: str, detail: dict[str, Any] | None = None) -> bytes:
+    return json.dumps({"error": {"code": code, "description": code, "detail": detail}}).encode()
+
+
+def test_a_2xx_response_is_its_json_body() -> None:
+    meta = proto.ResponseMeta(status=200, request_id="rid")
+    assert proto.decode_response(meta, JSON, b'{"task": {"id": "t"}}') == {"task": {"id": "t"}}
+    with pytest.raises(ka.InvalidResponseError, match="Content-Type") as info:
+        proto.decode_response(meta, {"Content-Type": "text/html"}, b"<html>")
+    assert info.value.request_id == "rid"
+
+
+def test_a_redirect_is_refused_with_its_location() -> None:
+    meta = proto.ResponseMeta(status=302, request_id="rid")
+    with pytest.raises(ka.InvalidResponseError, match="redirect to 'https://elsewhere/'") as info:
+        proto.decode_response(meta, {"Location": "https://elsewhere/"}, b"")
+    assert info.value.status == 302
+
+
+def test_an_error_response_raises_its_class() -> None:
+    meta = proto.ResponseMeta(status=404, request_id="rid")
+    with pytest.raises(ka.TaskNotFoundError) as info:
+        proto.decode_response(meta, JSON, error_body("task_not_found"))
+    assert info.value.request_id == "rid"
+    with pytest.raises(ka.APIError) as html:
+        proto.decode_response(proto.ResponseMeta(status=502), {}, b"<html>", reason="Bad Gateway")
+    assert html.value.status == 502
+
+
+@pytest.mark.parametrize(("header", "expected"), [("7", 7.0), (None, None), ("soon", None)])
+def test_a_429_carries_its_retry_after(header: str | None, expected: float | None) -> None:
+    meta = proto.ResponseMeta(status=429, retry_after=header)
+    body = error_body("rate_limit_reached", {"total_permitted": 100})
+    with pytest.raises(ka.RateLimitReachedError) as info:
+        proto.decode_response(meta, JSON, body)
+    assert info.value.retry_after == expected
+    assert info.value.total_permitted == 100
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_already_assigned_says_whether_an_earlier_response_was_lost(lost: bool) -> None:
+    meta = proto.ResponseMeta(status=422)
+    body = error_body("speed_profile_already_assigned")
+    with pytest.raises(ka.SpeedProfileAlreadyAssignedError) as info:
+        proto.decode_response(meta, JSON, body, after_lost_response=lost)
+    assert info.value.after_lost_response is lost
+
+
+def test_only_already_assigned_is_marked_after_a_lost_response() -> None:
+    meta = proto.ResponseMeta(status=422)
+    with pytest.raises(ka.APIError) as info:
+        proto.decode_response(meta, JSON, error_body("validation_error"), after_lost_response=True)
+    assert not isinstance(info.value, ka.SpeedProfileAlreadyAssignedError)
+
+
+# --- parse_retry_after -----------------------------------------------------------------------
+
+NOW = datetime(2015, 10, 21, 7, 27, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 60.0),
+        ("Wed, 21 Oct 2015 07:28:30 -0000", 90.0),
+        ("Wed, 21 Oct 2015 07:26:00 GMT", 0.0),  # in the past
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-5", None),
+        ("nan", None),
+        ("inf", None),
+        ("Wed, 32 Oct 2015 07:28:00 GMT", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert proto.parse_retry_after(value, now=NOW) == expected
+
+
+def test_parse_retry_after_naive_now_is_utc() -> None:
+    naive = NOW.replace(tzinfo=None)
+    assert proto.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=naive) == 60.0
+
+
+def test_parse_retry_after_defaults_to_the_current_time() -> None:
+    soon = datetime.now(timezone.utc) + timedelta(hours=1)
+    seconds = proto.parse_retry_after(soon.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    assert seconds is not None
+    assert 3500 < seconds <= 3600
 
 
 json_values = st.recursive(

@@ -14,12 +14,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 
 import attrs
 import pytest
 
-from katapult_async._ratelimit import RateLimiter, RateLimitState, parse_retry_after
+from katapult_async._ratelimit import RateLimiter, RateLimitState
 
 TOLERANCE = 1e-9
 
@@ -523,46 +522,6 @@ async def test_no_safety_margin(vt: VirtualTime) -> None:
 def test_invalid_arguments(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         RateLimiter(**kwargs)  # type: ignore[arg-type]
-
-
-# --- parse_retry_after -----------------------------------------------------------------------
-
-NOW = datetime(2015, 10, 21, 7, 27, 0, tzinfo=timezone.utc)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("120", 120.0),
-        (" 7 ", 7.0),
-        ("0", 0.0),
-        ("1.5", 1.5),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 60.0),
-        ("Wed, 21 Oct 2015 07:28:30 -0000", 90.0),
-        ("Wed, 21 Oct 2015 07:26:00 GMT", 0.0),  # in the past
-        (None, None),
-        ("", None),
-        ("soon", None),
-        ("-5", None),
-        ("nan", None),
-        ("inf", None),
-        ("Wed, 32 Oct 2015 07:28:00 GMT", None),
-    ],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, now=NOW) == expected
-
-
-def test_parse_retry_after_naive_now_is_utc() -> None:
-    naive = NOW.replace(tzinfo=None)
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=naive) == 60.0
-
-
-def test_parse_retry_after_defaults_to_the_current_time() -> None:
-    soon = datetime.now(timezone.utc) + timedelta(hours=1)
-    seconds = parse_retry_after(soon.strftime("%a, %d %b %Y %H:%M:%S GMT"))
-    assert seconds is not None
-    assert 3500 < seconds <= 3600
 
 
 # --- real time -------------------------------------------------------------------------------

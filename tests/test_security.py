@@ -40,8 +40,8 @@ from hypothesis import strategies as st
 
 import katapult_async as ka
 from katapult_async import _protocol as proto
-from katapult_async._ratelimit import parse_retry_after
-from katapult_async.bulk import _decode_line, _Journal
+from katapult_async._protocol import parse_retry_after
+from katapult_async.bulk._journal import JournalRecord, _Journal, loads
 from katapult_async.errors import error_from_response
 from katapult_async.models import Outcome
 from katapult_async.testing import FaultKind, KatapultSimulator
@@ -846,8 +846,8 @@ journal_records = st.fixed_dictionaries(
     raw=st.binary(max_size=300) | json_like.map(lambda v: json.dumps(v).encode()) | journal_records
 )
 def test_journal_lines_of_any_content_are_parsed_or_skipped(raw: bytes) -> None:
-    record = _decode_line(raw)
-    assert record is None or isinstance(record, tuple)
+    record = loads(raw)
+    assert record is None or isinstance(record, JournalRecord)
 
 
 @settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])

@@ -32,10 +32,24 @@ Admin endpoints (no token, not rate limited, not logged), for use from another p
 * ``POST /_sim/reset_stats``.
 
 Run it as a process with ``python -m katapult_async.testing --help``; it prints one JSON line
-(``base_url``, ``admin_url``, ``token``, ``interfaces``) once listening.
+(``base_url``, ``admin_url``, ``token``, ``interfaces``) once listening. :func:`config_options`
+lists the options of :class:`SimulatorConfig` that belong on a command line, for building one.
+
+``SimulatedTaskStatus`` and ``SimulatedSpeedProfile`` were called ``TaskStatus`` and
+``SpeedProfile``, names that read like the client's own; the old names still import, with a
+:class:`DeprecationWarning`.
 """
 
-from ._config import ErrorEnvelope, RateLimitMode, SimulatorConfig
+import typing as _typing
+
+from ._config import (
+    ConfigOption,
+    ErrorEnvelope,
+    OptionValue,
+    RateLimitMode,
+    SimulatorConfig,
+    config_options,
+)
 from ._faults import FaultKind, FaultRule
 from ._model import (
     ApiToken,
@@ -43,11 +57,11 @@ from ._model import (
     Organization,
     RecordedRequest,
     SimulatedInterface,
+    SimulatedSpeedProfile,
     SimulatedTask,
+    SimulatedTaskStatus,
     SimulatorStats,
-    SpeedProfile,
     TaskOutcome,
-    TaskStatus,
     VirtualMachine,
 )
 from ._serve import build_parser, config_from_args, serve
@@ -55,23 +69,50 @@ from ._simulator import KatapultSimulator
 
 __all__ = [
     "ApiToken",
+    "ConfigOption",
     "ErrorEnvelope",
     "FaultKind",
     "FaultRule",
     "KatapultSimulator",
     "Network",
+    "OptionValue",
     "Organization",
     "RateLimitMode",
     "RecordedRequest",
     "SimulatedInterface",
+    "SimulatedSpeedProfile",
     "SimulatedTask",
+    "SimulatedTaskStatus",
     "SimulatorConfig",
     "SimulatorStats",
-    "SpeedProfile",
     "TaskOutcome",
-    "TaskStatus",
     "VirtualMachine",
     "build_parser",
     "config_from_args",
+    "config_options",
     "serve",
 ]
+
+# Old names that read like the client's own (katapult_async.TaskStatus), kept for a while.
+_DEPRECATED = {
+    "SpeedProfile": "SimulatedSpeedProfile",
+    "TaskStatus": "SimulatedTaskStatus",
+}
+
+if _typing.TYPE_CHECKING:
+    SpeedProfile = SimulatedSpeedProfile
+    TaskStatus = SimulatedTaskStatus
+
+
+def __getattr__(name: str) -> object:
+    new_name = _DEPRECATED.get(name)
+    if new_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
+
+    warnings.warn(
+        f"katapult_async.testing.{name} is deprecated; use {new_name}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new_name]

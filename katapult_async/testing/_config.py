@@ -1,10 +1,19 @@
-"""The simulator's options, normalised once into a frozen value."""
+"""The simulator's options: one frozen :class:`SimulatorConfig`, and their command-line form.
+
+Every option is listed once, as a field of :class:`SimulatorConfig`. A field's metadata carries
+its short help text and, for options that make sense on a command line, the flag spelling.
+:func:`config_options` turns those fields into :class:`ConfigOption` values, from which
+``python -m katapult_async.testing`` builds its argparse options and the ``katapult-async`` CLI
+its click options.
+"""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -14,6 +23,29 @@ RateLimitMode = Literal["fixed", "sliding"]
 
 ErrorEnvelope = Literal["wrapped", "flat"]
 """Error body shape: ``{"error": {...}}`` as the live API sends, or flat as the docs show."""
+
+OptionValue = bool | int | float | str
+"""The type of a value given on a command line."""
+
+_METADATA_KEY = "katapult_async.testing.option"
+
+
+@attrs.frozen
+class _OptionMetadata:
+    help: str
+    flag: str | None
+    flag_value: OptionValue | None
+
+
+def _option(
+    help: str, flag: str | None = None, *, flag_value: OptionValue | None = None
+) -> Mapping[str, _OptionMetadata]:
+    """Field metadata: ``help``, and ``flag`` if the option belongs on a command line.
+
+    A ``bool`` option's flag is a switch to the opposite of the default; ``flag_value`` makes
+    any other option's flag a switch to that value (``--flat-errors``).
+    """
+    return {_METADATA_KEY: _OptionMetadata(help, flag, flag_value)}
 
 
 def is_loopback_host(host: str) -> bool:
@@ -99,33 +131,91 @@ class SimulatorConfig:
         wall_clock: Wall clock, in unix seconds, for timestamps in task bodies and admin output.
     """
 
-    host: str = "127.0.0.1"
-    port: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    allow_non_loopback: bool = False
-    token: str | None = None
-    organization_sub_domain: str = "acme"
-    rate_limit: int | None = attrs.field(default=None, validator=_optional_positive_int)
-    rate_limit_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    host: str = attrs.field(default="127.0.0.1", metadata=_option("address to listen on", "--host"))
+    port: int = attrs.field(
+        default=0,
+        validator=attrs.validators.ge(0),
+        metadata=_option("port; 0 picks a free one", "--port"),
+    )
+    allow_non_loopback: bool = attrs.field(
+        default=False, metadata=_option("permit a non-loopback --host", "--allow-non-loopback")
+    )
+    token: str | None = attrs.field(
+        default=None, metadata=_option("the default API token (default: generated)", "--token")
+    )
+    organization_sub_domain: str = attrs.field(
+        default="acme", metadata=_option("sub-domain of the simulated organisation")
+    )
+    rate_limit: int | None = attrs.field(
+        default=None,
+        validator=_optional_positive_int,
+        metadata=_option("requests per window per token (default: unlimited)", "--rate-limit"),
+    )
+    rate_limit_window: float = attrs.field(
+        default=60.0,
+        validator=attrs.validators.gt(0),
+        metadata=_option("rate-limit window in seconds", "--window"),
+    )
     rate_limit_mode: RateLimitMode = attrs.field(
-        default="fixed", validator=attrs.validators.in_(("fixed", "sliding"))
+        default="fixed",
+        validator=attrs.validators.in_(typing.get_args(RateLimitMode)),
+        metadata=_option("rate-limit windows", "--mode"),
     )
-    rate_limit_headers: bool = True
+    rate_limit_headers: bool = attrs.field(
+        default=True, metadata=_option("omit the X-Ratelimit-* headers", "--no-rate-headers")
+    )
     error_envelope: ErrorEnvelope = attrs.field(
-        default="wrapped", validator=attrs.validators.in_(("wrapped", "flat"))
+        default="wrapped",
+        validator=attrs.validators.in_(typing.get_args(ErrorEnvelope)),
+        metadata=_option("flat error bodies, as in the docs", "--flat-errors", flag_value="flat"),
     )
-    task_duration: float = attrs.field(default=2.0, validator=_non_negative)
-    task_duration_jitter: float = attrs.field(default=0.0, validator=_fraction)
-    task_start_delay: float | None = attrs.field(default=None, validator=_optional_non_negative)
-    task_failure_rate: float = attrs.field(default=0.0, validator=_fraction)
-    task_never_finish_rate: float = attrs.field(default=0.0, validator=_fraction)
-    seed: int | None = None
-    latency: float = attrs.field(default=0.0, validator=_non_negative)
-    record_requests: bool = True
+    task_duration: float = attrs.field(
+        default=2.0,
+        validator=_non_negative,
+        metadata=_option("seconds per task", "--task-duration"),
+    )
+    task_duration_jitter: float = attrs.field(
+        default=0.0,
+        validator=_fraction,
+        metadata=_option("task duration jitter fraction", "--task-jitter"),
+    )
+    task_start_delay: float | None = attrs.field(
+        default=None,
+        validator=_optional_non_negative,
+        metadata=_option("seconds pending (default: duration / 4)", "--task-start-delay"),
+    )
+    task_failure_rate: float = attrs.field(
+        default=0.0,
+        validator=_fraction,
+        metadata=_option("share of tasks that fail", "--failure-rate"),
+    )
+    task_never_finish_rate: float = attrs.field(
+        default=0.0,
+        validator=_fraction,
+        metadata=_option("share of tasks that never end", "--never-finish-rate"),
+    )
+    seed: int | None = attrs.field(
+        default=None, metadata=_option("seed for every random choice", "--seed")
+    )
+    latency: float = attrs.field(
+        default=0.0,
+        validator=_non_negative,
+        metadata=_option("seconds added before every response", "--latency"),
+    )
+    record_requests: bool = attrs.field(
+        default=True, metadata=_option("do not keep a request log", "--no-record")
+    )
     max_recorded_requests: int | None = attrs.field(
-        default=50_000, validator=_optional_positive_int
+        default=50_000,
+        validator=_optional_positive_int,
+        metadata=_option("request log size", "--max-recorded"),
     )
-    clock: Callable[[], float] = time.monotonic
-    wall_clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = attrs.field(
+        default=time.monotonic, metadata=_option("monotonic clock for tasks and rate limits")
+    )
+    wall_clock: Callable[[], float] = attrs.field(
+        default=time.time, metadata=_option("wall clock for timestamps")
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.task_failure_rate + self.task_never_finish_rate > 1.0:
@@ -135,3 +225,97 @@ class SimulatorConfig:
                 f"refusing to listen on non-loopback host {self.host!r}; "
                 "pass allow_non_loopback=True to override"
             )
+
+
+@attrs.frozen(kw_only=True)
+class ConfigOption:
+    """One command-line option of :class:`SimulatorConfig`, as :func:`config_options` lists it.
+
+    A front end turns each into one option whose parsed value is passed on as
+    ``SimulatorConfig(**{option.name: value})``.
+
+    Attributes:
+        name: The :class:`SimulatorConfig` field (and ``KatapultSimulator`` keyword), e.g.
+            ``"rate_limit_window"``; use it as the option's destination or parameter name.
+        flag: The flag spelling, e.g. ``"--window"``.
+        type: The type of the option's value: ``bool``, ``int``, ``float`` or ``str``. Without
+            ``is_flag``, parse the flag's argument with it.
+        default: The field's default. None where the config gives None a meaning (no rate limit,
+            a generated token, ...), which ``help`` then names.
+        help: A short lowercase phrase with no final period. It names no default other than
+            None's meaning, so front ends may show the default their own way.
+        choices: The values allowed (from the field's ``Literal`` type), or None for any.
+        is_flag: The flag takes no argument: given, it sets the option to ``flag_value``;
+            absent, the option keeps ``default``. ``bool`` options are such switches to the
+            opposite of their default (``--no-rate-headers`` sets ``rate_limit_headers`` to
+            False), and ``--flat-errors`` sets ``error_envelope`` to ``"flat"``.
+        flag_value: The value a switch sets; None unless ``is_flag``.
+
+    Example, for click (``argparse`` works the same way with ``action="store_const"``)::
+
+        for option in reversed(config_options()):
+            if option.is_flag:
+                kwargs = {"flag_value": option.flag_value}
+            elif option.choices:
+                kwargs = {"type": click.Choice(option.choices)}
+            else:
+                kwargs = {"type": option.type}
+            command = click.option(
+                option.flag, option.name, default=option.default, help=option.help, **kwargs
+            )(command)
+    """
+
+    name: str
+    flag: str
+    type: type[OptionValue]
+    default: OptionValue | None
+    help: str
+    choices: tuple[str, ...] | None = None
+    is_flag: bool = False
+    flag_value: OptionValue | None = None
+
+
+@functools.cache
+def config_options() -> tuple[ConfigOption, ...]:
+    """The options of :class:`SimulatorConfig` that belong on a command line, in field order.
+
+    The fields left out (``organization_sub_domain``, ``clock``, ``wall_clock``) keep their
+    defaults. Values are not range-checked here: :class:`SimulatorConfig` raises
+    :class:`ValueError` for bad ones, with a message that names the field.
+
+    Returns:
+        One :class:`ConfigOption` per command-line option, each naming its field.
+    """
+    hints = typing.get_type_hints(SimulatorConfig)
+    options = []
+    for field in attrs.fields(SimulatorConfig):
+        metadata = field.metadata.get(_METADATA_KEY)
+        if metadata is None or metadata.flag is None:
+            continue
+        value_type, choices = _value_type(hints[field.name])
+        flag_value = metadata.flag_value
+        if value_type is bool:
+            flag_value = not field.default
+        options.append(
+            ConfigOption(
+                name=field.name,
+                flag=metadata.flag,
+                type=value_type,
+                default=field.default,
+                help=metadata.help,
+                choices=choices,
+                is_flag=flag_value is not None,
+                flag_value=flag_value,
+            )
+        )
+    return tuple(options)
+
+
+def _value_type(hint: object) -> tuple[type[OptionValue], tuple[str, ...] | None]:
+    """The value type and choices of a field typed ``T``, ``T | None`` or ``Literal[...]``."""
+    if typing.get_origin(hint) is Literal:
+        return str, typing.get_args(hint)
+    (value_type,) = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
+    if value_type not in (bool, int, float, str):
+        raise TypeError(f"a command-line option cannot be of type {hint!r}")
+    return typing.cast("type[OptionValue]", value_type), None

@@ -16,8 +16,12 @@ TASK_NAME = "Change network interface speed profile"
 """The name the live API gives speed-profile tasks."""
 
 
-class TaskStatus(str, enum.Enum):
-    """A task's status as the API reports it."""
+class SimulatedTaskStatus(str, enum.Enum):
+    """A simulated task's status, as the API reports it.
+
+    The simulator's own enum (it imports nothing from the client); the values are those of
+    ``katapult_async.TaskStatus``.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -43,8 +47,8 @@ class Organization:
 
 
 @attrs.frozen
-class SpeedProfile:
-    """A network speed profile (``nsp_...``), looked up by id or permalink."""
+class SimulatedSpeedProfile:
+    """A simulated network speed profile (``nsp_...``), looked up by id or permalink."""
 
     id: str
     name: str
@@ -161,16 +165,16 @@ class SimulatedTask:
             return None
         return self.created_wall + self.duration
 
-    def status_at(self, now: float) -> TaskStatus:
+    def status_at(self, now: float) -> SimulatedTaskStatus:
         """Return the task's status at clock time ``now``."""
         if now < self.starts_at:
-            return TaskStatus.PENDING
+            return SimulatedTaskStatus.PENDING
         finishes_at = self.finishes_at
         if finishes_at is None or now < finishes_at:
-            return TaskStatus.RUNNING
+            return SimulatedTaskStatus.RUNNING
         if self.outcome is TaskOutcome.FAILED:
-            return TaskStatus.FAILED
-        return TaskStatus.COMPLETED
+            return SimulatedTaskStatus.FAILED
+        return SimulatedTaskStatus.COMPLETED
 
     def progress_at(self, now: float) -> int:
         """Return the task's progress (0-100) at clock time ``now``.

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from ._config import SimulatorConfig
+from ._config import ConfigOption, SimulatorConfig, config_options
 from ._simulator import KatapultSimulator
 
 
@@ -59,7 +59,11 @@ async def serve(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m katapult_async.testing``."""
+    """The command line of ``python -m katapult_async.testing``.
+
+    One option per :func:`config_options` entry, whose parsed value is stored under the
+    :class:`SimulatorConfig` field's name, then ``--interfaces`` and ``--speed-profile``.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m katapult_async.testing",
         description=(
@@ -67,51 +71,46 @@ def build_parser() -> argparse.ArgumentParser:
             "token and interfaces once listening, then serves until SIGINT or SIGTERM."
         ),
     )
+    for option in config_options():
+        _add_option(parser, option)
     add = parser.add_argument
-    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    add("--port", type=int, default=0, help="port; 0 picks a free one (default)")
-    add("--allow-non-loopback", action="store_true", help="permit a non-loopback --host")
-    add("--token", help="the default API token (default: generated)")
-    add("--rate-limit", type=int, help="requests per window per token (default: unlimited)")
-    add("--window", type=float, default=60.0, help="rate-limit window in seconds (default 60)")
-    add("--mode", choices=("fixed", "sliding"), default="fixed", help="rate-limit windows")
-    add("--no-rate-headers", action="store_true", help="omit the X-Ratelimit-* headers")
     add("--interfaces", type=int, default=0, help="interfaces to create on the default VM")
     add("--speed-profile", default="10gbps", help="their initial profile (default 10gbps)")
-    add("--task-duration", type=float, default=2.0, help="seconds per task (default 2)")
-    add("--task-jitter", type=float, default=0.0, help="task duration jitter fraction")
-    add("--task-start-delay", type=float, help="seconds pending (default: duration / 4)")
-    add("--failure-rate", type=float, default=0.0, help="share of tasks that fail")
-    add("--never-finish-rate", type=float, default=0.0, help="share of tasks that never end")
-    add("--latency", type=float, default=0.0, help="seconds added before every response")
-    add("--seed", type=int, help="seed for every random choice")
-    add("--no-record", action="store_true", help="do not keep a request log")
-    add("--max-recorded", type=int, default=50_000, help="request log size (default 50000)")
-    add("--flat-errors", action="store_true", help="flat error bodies, as in the docs")
     return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, option: ConfigOption) -> None:
+    if option.is_flag:
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            action="store_const",
+            const=option.flag_value,
+            default=option.default,
+            help=option.help,
+        )
+        return
+    help_text = option.help
+    if option.default is not None and not option.choices:
+        default = option.default
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        help_text += f" (default {shown})"
+    parser.add_argument(
+        option.flag,
+        dest=option.name,
+        type=option.type,
+        choices=option.choices,
+        default=option.default,
+        # The flag's name, not the field's: --window takes WINDOW.
+        metavar=None if option.choices else option.flag.lstrip("-").replace("-", "_").upper(),
+        help=help_text,
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     """Turn parsed :func:`build_parser` arguments into a :class:`SimulatorConfig`."""
     return SimulatorConfig(
-        host=args.host,
-        port=args.port,
-        allow_non_loopback=args.allow_non_loopback,
-        token=args.token,
-        rate_limit=args.rate_limit,
-        rate_limit_window=args.window,
-        rate_limit_mode=args.mode,
-        rate_limit_headers=not args.no_rate_headers,
-        error_envelope="flat" if args.flat_errors else "wrapped",
-        task_duration=args.task_duration,
-        task_duration_jitter=args.task_jitter,
-        task_start_delay=args.task_start_delay,
-        task_failure_rate=args.failure_rate,
-        task_never_finish_rate=args.never_finish_rate,
-        seed=args.seed,
-        latency=args.latency,
-        record_requests=not args.no_record,
-        max_recorded_requests=args.max_recorded,
+        **{option.name: getattr(args, option.name) for option in config_options()}
     )
 
 

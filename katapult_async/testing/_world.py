@@ -20,20 +20,20 @@ from ._model import (
     Network,
     Organization,
     SimulatedInterface,
+    SimulatedSpeedProfile,
     SimulatedTask,
-    SpeedProfile,
     TaskOutcome,
     VirtualMachine,
 )
 
 # Ids of the live account in the recorded interactions where one is known, so fixtures match.
 _PROFILES = (
-    SpeedProfile(opaque_id("nsp_", 10), "10Mbps", "10mbps", 10, 10),
-    SpeedProfile("nsp_m2yvaph9SoMFbupJ", "100Mbps", "100mbps", 100, 100),
-    SpeedProfile("nsp_OJRYLIcdw01g7apm", "500Mbps", "500mbps", 500, 500),
-    SpeedProfile("nsp_Y8YS65yTivlCAjIY", "1Gbps", "1gbps", 1000, 1000),
-    SpeedProfile("nsp_FKZSFo5xhn9Pfr79", "10Gbps", "10gbps", 10000, 10000),
-    SpeedProfile("nsp_81Ah8cbAbaA9zGzX", "Unrestricted", "unrestricted", None, None),
+    SimulatedSpeedProfile(opaque_id("nsp_", 10), "10Mbps", "10mbps", 10, 10),
+    SimulatedSpeedProfile("nsp_m2yvaph9SoMFbupJ", "100Mbps", "100mbps", 100, 100),
+    SimulatedSpeedProfile("nsp_OJRYLIcdw01g7apm", "500Mbps", "500mbps", 500, 500),
+    SimulatedSpeedProfile("nsp_Y8YS65yTivlCAjIY", "1Gbps", "1gbps", 1000, 1000),
+    SimulatedSpeedProfile("nsp_FKZSFo5xhn9Pfr79", "10Gbps", "10gbps", 10000, 10000),
+    SimulatedSpeedProfile("nsp_81Ah8cbAbaA9zGzX", "Unrestricted", "unrestricted", None, None),
 )
 _PUBLIC_NETWORK = Network("netw_gVRkZdSKczfNg34P", "Public Network")
 _PRIVATE_NETWORK = Network(opaque_id("netw_", 2), "Private Network")
@@ -49,8 +49,10 @@ class World:
         self.organization = Organization(
             opaque_id("org_", 1), f"{sub_domain.capitalize()} Ltd", sub_domain
         )
-        self.speed_profiles: dict[str, SpeedProfile] = {p.id: p for p in _PROFILES}
-        self.profiles_by_permalink: dict[str, SpeedProfile] = {p.permalink: p for p in _PROFILES}
+        self.speed_profiles: dict[str, SimulatedSpeedProfile] = {p.id: p for p in _PROFILES}
+        self.profiles_by_permalink: dict[str, SimulatedSpeedProfile] = {
+            p.permalink: p for p in _PROFILES
+        }
         self.networks: dict[str, Network] = {n.id: n for n in (_PUBLIC_NETWORK, _PRIVATE_NETWORK)}
         self.virtual_machines: dict[str, VirtualMachine] = {}
         self.vms_by_fqdn: dict[str, VirtualMachine] = {}
@@ -89,7 +91,7 @@ class World:
         self.vm_interfaces[vm.id] = []
         return vm
 
-    def profile(self, id_or_permalink: str) -> SpeedProfile:
+    def profile(self, id_or_permalink: str) -> SimulatedSpeedProfile:
         """Return the profile with this id or permalink; raise KeyError if there is none."""
         profile = self.speed_profiles.get(id_or_permalink)
         if profile is None:
@@ -125,7 +127,7 @@ class World:
         return ids
 
     def create_task(
-        self, interface: SimulatedInterface, profile: SpeedProfile, now: float, wall: float
+        self, interface: SimulatedInterface, profile: SimulatedSpeedProfile, now: float, wall: float
     ) -> SimulatedTask:
         """Accept a speed-profile change: assign the profile now and return its task."""
         config = self._config

@@ -1,0 +1,258 @@
+"""The run of one :func:`~katapult_async.bulk.bulk_update` call: workers, result queue, progress.
+
+``concurrency`` long-lived worker coroutines pull pairs from the input (``_PairSource``), turn each
+into its result (``_ItemProcessor``) and put it on a small bounded queue that the caller drains by
+iterating; ``_Progress`` keeps the counters and makes the throttled ``on_progress`` calls. No task
+is created per item. Stopping, normally or not, cancels and reaps the workers, closes an input
+iterator the run created and closes the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+from typing import TYPE_CHECKING
+
+from katapult_async._callbacks import ProgressCallback, call_callback
+from katapult_async.bulk._item import _ItemProcessor
+from katapult_async.bulk._journal import _Journal
+from katapult_async.bulk._source import _PairSource
+from katapult_async.models import BulkProgress, Outcome, UpdateItem, UpdateResult
+
+if TYPE_CHECKING:
+    from katapult_async.bulk import SupportsBulkUpdate
+
+PROGRESS_INTERVAL = 0.1
+"""Seconds between two ``on_progress`` calls at most (10 a second), plus one final call."""
+
+_MAX_RESULT_BUFFER = 32
+
+
+class _Wake:
+    """Put on the result queue to make the consumer look at the run's state again."""
+
+
+_WAKE = _Wake()
+
+
+class _BulkRun:
+    """The state of one :func:`bulk_update` call: the input, the workers, the queue, the journal."""
+
+    def __init__(
+        self,
+        client: SupportsBulkUpdate,
+        updates: Iterable[UpdateItem] | AsyncIterable[UpdateItem],
+        *,
+        concurrency: int,
+        workers: int,
+        wait: bool,
+        on_progress: ProgressCallback[BulkProgress] | None,
+        journal_path: str | None,
+        timeout: float | None,
+        total: int | None,
+    ) -> None:
+        self._client = client
+        self._source = _PairSource(updates)
+        self._workers = workers
+        self._buffer = min(concurrency, _MAX_RESULT_BUFFER)
+        self._wait = wait
+        self._journal_path = journal_path
+        self._timeout = timeout
+        self._progress = _Progress(client, total=total, on_progress=on_progress)
+        self._fatal: BaseException | None = None
+        self._journal: _Journal | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._live = 0
+        self._queue: asyncio.Queue[UpdateResult | _Wake] | None = None
+
+    # --- the consumer side ----------------------------------------------------------------------
+
+    async def results(self) -> AsyncGenerator[UpdateResult, None]:
+        """Start the workers and yield their results; clean up however the iteration ends."""
+        progress = self._progress
+        progress.start()
+        try:
+            self._source.open()
+            if self._journal_path is not None:
+                self._journal = _Journal(self._journal_path)
+            processor = _ItemProcessor(
+                self._client,
+                wait=self._wait,
+                timeout=self._timeout,
+                journal=self._journal,
+                progress=progress,
+            )
+            queue = self._queue = asyncio.Queue(self._buffer)
+            self._live = self._workers
+            loop = asyncio.get_running_loop()
+            for _ in range(self._workers):
+                self._tasks.append(loop.create_task(self._work(processor)))
+            while True:
+                if self._fatal is not None:
+                    raise self._fatal
+                if self._live == 0 and queue.empty():
+                    break
+                item = await queue.get()
+                if isinstance(item, _Wake):
+                    continue
+                progress.count(item)
+                await progress.report(started=self._source.taken, final=False)
+                yield item
+            if self._source.error is not None:
+                raise self._source.error
+            await progress.report(started=self._source.taken, final=True)
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Cancel and reap the workers, close the input iterator if ours, close the journal."""
+        try:
+            await _cancel_and_wait(self._tasks)
+        finally:
+            try:
+                await self._source.close()
+            finally:
+                if self._journal is not None:
+                    self._journal.close()
+
+    # --- the workers ----------------------------------------------------------------------------
+
+    async def _work(self, processor: _ItemProcessor) -> None:
+        queue = self._queue
+        assert queue is not None
+        try:
+            while True:
+                pulled = await self._source.pull()
+                if pulled is None:
+                    return
+                result = await processor.process(*pulled)
+                self._progress.finished += 1
+                await queue.put(result)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the journal could not be written, a bug, a BaseException:
+            if self._fatal is None:  # the consumer re-raises it in its own task, ending the run
+                self._fatal = exc
+            self._wake()
+        finally:
+            self._live -= 1
+            if self._live == 0:
+                self._wake()
+
+    def _wake(self) -> None:
+        assert self._queue is not None
+        # A full queue means the consumer is not waiting: it re-checks the state before each get.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_WAKE)
+
+
+class _Progress:
+    """The counters of a run, and the throttled ``on_progress`` calls that report them.
+
+    Attributes:
+        finished: Items a worker has finished (their results queued or yielded).
+        resumed: Results that came from the journal.
+        skipped: Of those, the ones that needed no request (left out of the ETA's rate).
+    """
+
+    def __init__(
+        self,
+        client: SupportsBulkUpdate,
+        *,
+        total: int | None,
+        on_progress: ProgressCallback[BulkProgress] | None,
+    ) -> None:
+        self._client = client
+        self._total = total
+        self._on_progress = on_progress
+        self.finished = 0
+        self.resumed = 0
+        self.skipped = 0
+        self._done = 0
+        self._counts = dict.fromkeys(Outcome, 0)
+        self._t0 = 0.0
+        self._last_report: float | None = None
+
+    def start(self) -> None:
+        """Start the clock of ``elapsed`` and ``eta``."""
+        self._t0 = time.monotonic()
+
+    def count(self, result: UpdateResult) -> None:
+        """Count a result handed to the caller."""
+        self._done += 1
+        self._counts[result.outcome] += 1
+
+    async def report(self, *, started: int, final: bool) -> None:
+        """Call ``on_progress``, unless one was made less than :data:`PROGRESS_INTERVAL` ago.
+
+        Args:
+            started: The pairs taken from the input so far.
+            final: The run has ended: always call, even if every result was reported already.
+        """
+        if self._on_progress is None:
+            return
+        now = time.monotonic()
+        if not final:
+            if self._done == self._total:
+                return  # the final call reports it
+            last = self._last_report
+            if last is not None and now - last < PROGRESS_INTERVAL:
+                return
+        self._last_report = now
+        await call_callback(self._on_progress, self._snapshot(now, started))
+
+    def _snapshot(self, now: float, started: int) -> BulkProgress:
+        elapsed = now - self._t0
+        limiter = self._client.rate_limit
+        rps: float | None = None
+        span = min(limiter.window, elapsed)
+        if span > 0:
+            rps = limiter.in_window / span
+        eta: float | None = None
+        if self._total is not None:
+            remaining = max(0, self._total - self._done)
+            worked = self._done - self.skipped
+            if remaining == 0:
+                eta = 0.0
+            elif worked > 0:
+                eta = remaining * elapsed / worked
+        counts = self._counts
+        return BulkProgress(
+            total=self._total,
+            done=self._done,
+            started=started,
+            in_flight=started - self.finished,
+            completed=counts[Outcome.COMPLETED],
+            already_assigned=counts[Outcome.ALREADY_ASSIGNED],
+            failed=counts[Outcome.FAILED],
+            errors=counts[Outcome.ERROR],
+            submitted=counts[Outcome.SUBMITTED],
+            resumed=self.resumed,
+            requests_per_second=rps,
+            rate_limited=limiter.rate_limited,
+            limit=limiter.limit,
+            elapsed=elapsed,
+            eta=eta,
+        )
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until all have ended, even if this wait is itself cancelled."""
+    for task in tasks:
+        task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    interrupted = False
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            interrupted = True
+            for task in pending:
+                task.cancel()
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # mark retrieved; workers report their own errors via the run
+    if interrupted:
+        raise asyncio.CancelledError

@@ -1,0 +1,188 @@
+"""What every command shares: the group's settings, token redaction, logging, and how work runs.
+
+:func:`run_command` runs a command's coroutine with ``asyncio.run`` under SIGINT/SIGTERM handlers
+that cancel it, and turns the errors a user can cause (a bad token, an unknown interface, a
+missing file) into a one-line :class:`CommandError` instead of a traceback. Every message it
+prints passes through :meth:`Settings.redact`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from katapult_async.client import TOKEN_ENV_VAR, KatapultClient
+from katapult_async.errors import KatapultError
+
+T = TypeVar("T")
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+_EXPECTED_ERRORS = (KatapultError, OSError, ValueError, csv.Error)
+"""Errors a user can cause; shown as one line. Anything else is a bug and keeps its traceback."""
+
+
+class CommandError(click.ClickException):
+    """An expected failure: printed as one line on stderr, exit status 1."""
+
+    exit_code = EXIT_FAILURE
+
+
+class _Interrupted(Exception):
+    """The user pressed Ctrl-C (or the process got SIGTERM) and the work was cancelled."""
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for an error: its message (code, description, request id), else its type."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+@attrs.define
+class Settings:
+    """The group's options, shared by every command through the click context."""
+
+    base_url: str
+    token_file: Path | None
+    verbose: int
+    out: Console
+    secrets: list[str] = attrs.field(factory=list)
+
+    def remember_secret(self, value: str | None) -> None:
+        """Add a value that must never be shown (the token) to the redaction list."""
+        if value and value.strip() and value.strip() not in self.secrets:
+            self.secrets.append(value.strip())
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with every known secret replaced by ``****``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "****")
+        return text
+
+    def read_token(self) -> str | None:
+        """The token from ``--token-file``, else ``None`` (the client then reads the env var)."""
+        if self.token_file is None:
+            return None
+        token = self.token_file.read_text(encoding="utf-8").strip()
+        self.remember_secret(token)
+        if not token:
+            raise CommandError(f"the token file {self.token_file} is empty")
+        return token
+
+    def client(self, **options: Any) -> KatapultClient:
+        """A client for ``--base-url`` with the token from the file or the environment."""
+        token = self.read_token()
+        if token is None and not os.environ.get(TOKEN_ENV_VAR, "").strip():
+            raise CommandError(f"no API token: set {TOKEN_ENV_VAR} or pass --token-file PATH")
+        return KatapultClient(token, base_url=self.base_url, **options)
+
+    def command_error(self, exc: BaseException) -> CommandError:
+        """The one-line, redacted :class:`CommandError` for an expected error."""
+        return CommandError(self.redact(error_message(exc)))
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The :class:`Settings` the group stored in the click context."""
+    settings = ctx.find_object(Settings)
+    assert settings is not None, "commands run under the main group"
+    return settings
+
+
+class _RedactingFilter(logging.Filter):
+    """Replaces secrets in log records before any handler formats them."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._settings.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def setup_logging(ctx: click.Context, settings: Settings) -> None:
+    """Log the library's records to stderr through rich at INFO (``-v``) or DEBUG (``-vv``)."""
+    if not settings.verbose:
+        return
+    handler = RichHandler(
+        console=Console(stderr=True), show_path=settings.verbose > 1, rich_tracebacks=False
+    )
+    handler.addFilter(_RedactingFilter(settings))
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    package_logger = logging.getLogger("katapult_async")
+    previous = package_logger.level
+    package_logger.setLevel(logging.DEBUG if settings.verbose > 1 else logging.INFO)
+    package_logger.addHandler(handler)
+
+    def restore() -> None:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous)
+
+    ctx.call_on_close(restore)
+
+
+def run_command(
+    settings: Settings,
+    work: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    on_interrupt: Callable[[], None] | None = None,
+) -> T:
+    """Run ``work()`` in a new event loop; map expected errors and Ctrl-C to exit statuses."""
+    try:
+        return asyncio.run(_interruptible(work()))
+    except (_Interrupted, KeyboardInterrupt):
+        if on_interrupt is not None:
+            on_interrupt()
+        else:
+            click.echo("interrupted", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    except _EXPECTED_ERRORS as exc:
+        raise settings.command_error(exc) from None
+
+
+async def _interruptible(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` as a task that SIGINT and SIGTERM cancel, then raise :class:`_Interrupted`.
+
+    Cancelling (rather than letting KeyboardInterrupt strike anywhere) lets the work clean up:
+    the bulk engine stops submitting, keeps its journal consistent and closes the session.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, interrupt)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
+            continue
+        installed.append(sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if interrupted:
+            raise _Interrupted from None
+        raise
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

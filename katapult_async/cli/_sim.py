@@ -1,0 +1,261 @@
+"""The commands that run the API simulator: ``simulate`` (serve it) and ``demo`` (bulk-update on it).
+
+Both take their simulator settings from :data:`_OPTIONS`, the one list of those click options;
+``demo`` reuses some of them with its own defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from katapult_async.cli._app import EXIT_FAILURE, Settings, run_command, settings_of
+from katapult_async.cli._bulk import BulkOptions, ResultsWriter, counting_session, run_bulk
+from katapult_async.cli._input import INPUT_COLUMNS, Row
+from katapult_async.cli._view import BulkState, duration, print_summary
+from katapult_async.client import KatapultClient
+
+if TYPE_CHECKING:
+    from katapult_async.testing import KatapultSimulator, SimulatorConfig
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+DEMO_TARGET_PROFILE = "1gbps"
+"""The profile ``demo`` and ``simulate --interfaces-file`` move interfaces to (from 10gbps)."""
+
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "--host": {"default": "127.0.0.1", "show_default": True, "help": "Loopback address to use."},
+    "--port": {"type": click.IntRange(0, 65535), "default": 0, "help": "Port (0: any free one)."},
+    "--rate-limit": {"type": click.IntRange(min=1), "help": "Requests per window per token."},
+    "--window": {
+        "type": click.FloatRange(min=0, min_open=True),
+        "default": 60.0,
+        "show_default": True,
+    },
+    "--mode": {
+        "type": click.Choice(["fixed", "sliding"]),
+        "default": "fixed",
+        "show_default": True,
+        "help": "Rate-limit windows: aligned fixed windows (as Katapult) or a sliding one.",
+    },
+    "--interfaces": {"type": click.IntRange(min=0), "default": 0, "help": "Interfaces to create."},
+    "--task-duration": {
+        "type": click.FloatRange(min=0),
+        "default": 2.0,
+        "show_default": True,
+        "help": "Seconds.",
+    },
+    "--failure-rate": {
+        "type": click.FloatRange(0, 1),
+        "default": 0.0,
+        "help": "Share of tasks that fail.",
+    },
+    "--seed": {"type": int, "help": "Seed for every random choice (and the token)."},
+    "--interfaces-file": {
+        "type": click.Path(dir_okay=False, path_type=Path),
+        "help": f"Write the created interfaces as a bulk CSV (target profile {DEMO_TARGET_PROFILE}).",
+    },
+}
+"""Every option of ``simulate``, in the order ``--help`` lists them, with its defaults."""
+
+
+def _option(flag: str, **overrides: Any) -> Callable[[FC], FC]:
+    """The click option ``flag`` of :data:`_OPTIONS`, with ``overrides`` (another default, help)."""
+    return click.option(flag, **{**_OPTIONS[flag], **overrides})
+
+
+def _simulate_options(command: FC) -> FC:
+    """Add every option of :data:`_OPTIONS` to ``command``, in order."""
+    for flag in reversed(_OPTIONS):
+        command = _option(flag)(command)
+    return command
+
+
+def _simulator_config(**options: Any) -> SimulatorConfig:
+    # The simulator (aiohttp's server side) is imported only by the commands that run it.
+    from katapult_async.testing import SimulatorConfig
+
+    try:
+        return SimulatorConfig(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.command()
+@_simulate_options
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    rate_limit: int | None,
+    window: float,
+    mode: str,
+    interfaces: int,
+    task_duration: float,
+    failure_rate: float,
+    seed: int | None,
+    interfaces_file: Path | None,
+) -> None:
+    """Run the Katapult API simulator on loopback until Ctrl-C.
+
+    Prints its base URL and a token for it (a fake local one), e.g. to try `bulk` safely.
+    """
+    settings = settings_of(ctx)
+    config = _simulator_config(
+        host=host,
+        port=port,
+        rate_limit=rate_limit,
+        rate_limit_window=window,
+        rate_limit_mode=mode,
+        task_duration=task_duration,
+        task_failure_rate=failure_rate,
+        seed=seed,
+    )
+
+    def ready(simulator: KatapultSimulator) -> None:
+        ids = simulator.add_interfaces(interfaces) if interfaces else []
+        limit = f"{rate_limit} requests / {window:g}s ({mode})" if rate_limit else "none"
+        for label, value in (
+            ("base_url", simulator.base_url),
+            ("token", simulator.token),
+            ("admin_url", simulator.admin_url),
+            ("rate_limit", limit),
+            ("interfaces", f"{len(ids)} on {simulator.default_virtual_machine.id}"),
+        ):
+            click.echo(f"{label + ':':<12}{value}")
+        if interfaces_file is not None:
+            with open(interfaces_file, "w", encoding="utf-8", newline="") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(INPUT_COLUMNS)
+                writer.writerows((iface, DEMO_TARGET_PROFILE) for iface in ids)
+            click.echo(f"{'wrote:':<12}{interfaces_file}")
+            window_option = f" --window {window:g}" if window != 60 else ""
+            click.echo(
+                f"try:        KATAPULT_API_TOKEN=<token> katapult-async --base-url "
+                f"{simulator.base_url} bulk {interfaces_file}{window_option}"
+            )
+        click.echo("serving until Ctrl-C")
+        sys.stdout.flush()
+
+    from katapult_async.testing import serve
+
+    try:
+        asyncio.run(serve(config, on_ready=ready))
+    except KeyboardInterrupt:  # where serve could not install its signal handlers
+        pass
+    except OSError as exc:
+        raise settings.command_error(exc) from None
+
+
+@click.command()
+@click.option("--count", type=click.IntRange(min=1), default=500, show_default=True)
+@_option(
+    "--rate-limit",
+    default=100,
+    show_default=True,
+    help="The simulator's limit per window (the client learns it from the response headers).",
+)
+@_option("--window", default=2.0)
+@click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True)
+@_option("--task-duration", default=1.0)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    count: int,
+    rate_limit: int,
+    window: float,
+    concurrency: int,
+    task_duration: float,
+) -> None:
+    """Bulk-update COUNT interfaces on a built-in simulator, paced to its rate limit.
+
+    No token or network needed. Each item costs at least two requests (the PATCH and one poll of
+    its task), so the run cannot beat 2 x COUNT / (RATE_LIMIT / WINDOW) seconds; the summary says
+    how close it came.
+    """
+    settings = settings_of(ctx)
+    state = BulkState(total=count, wait=True)
+    options = BulkOptions(
+        concurrency=concurrency,
+        rate_limit=None,
+        window=window,
+        journal=None,
+        wait=True,
+        timeout=None,
+    )
+    config = _simulator_config(
+        rate_limit=rate_limit,
+        rate_limit_window=window,
+        task_duration=task_duration,
+        task_duration_jitter=0.2,
+        seed=0,
+    )
+
+    def interrupted() -> None:
+        print_summary(settings.out, state, interrupted=True)
+
+    ctx.exit(
+        run_command(
+            settings,
+            lambda: _demo(settings, config, count, options, state),
+            on_interrupt=interrupted,
+        )
+    )
+
+
+async def _demo(
+    settings: Settings,
+    config: SimulatorConfig,
+    count: int,
+    options: BulkOptions,
+    state: BulkState,
+) -> int:
+    from katapult_async.testing import KatapultSimulator
+
+    out = settings.out
+    limit, window = config.rate_limit, config.rate_limit_window
+    assert limit is not None
+    async with KatapultSimulator.from_config(config) as simulator:
+        ids = simulator.add_interfaces(count, speed_profile="10gbps")
+        out.print(
+            f"Simulator at {simulator.base_url}: rate limit {limit} requests per {window:g}s, "
+            f"tasks take ~{config.task_duration:g}s.\n"
+            f"Updating {count} interfaces from 10gbps to {DEMO_TARGET_PROFILE} with concurrency "
+            f"{options.concurrency}; the client is not told the limit and learns it from the "
+            "response headers.",
+            highlight=False,
+        )
+        rows = (Row(n, iface, DEMO_TARGET_PROFILE) for n, iface in enumerate(ids, 1))
+        writer = ResultsWriter(None, settings)
+        # The window is the API's (60 s on Katapult), so it is given; the limit is learnt.
+        async with (
+            counting_session(state.requests) as session,
+            KatapultClient(
+                simulator.token,
+                base_url=simulator.base_url,
+                rate_limit_window=window,
+                session=session,
+            ) as client,
+        ):
+            await run_bulk(settings, client, rows, options, state, writer)
+        target = simulator.profile_by_permalink(DEMO_TARGET_PROFILE).id
+        interfaces = simulator.interfaces
+        moved = sum(1 for iface in ids if interfaces[iface].speed_profile_id == target)
+    print_summary(out, state)
+    bound = 2 * count / (limit / window)
+    elapsed = state.elapsed
+    out.print(
+        f"Wall time {duration(elapsed)} against a physical bound of {duration(bound)} "
+        f"(2 requests x {count} items at {limit / window:g} requests/s): "
+        f"{elapsed / bound:.2f}x the bound; 429 responses: {state.requests.rate_limited}. "
+        f"{moved}/{count} interfaces now have {DEMO_TARGET_PROFILE}.",
+        highlight=False,
+    )
+    return EXIT_FAILURE if state.any_failed or moved != count else 0

@@ -104,6 +104,17 @@ async def run(ctx: Context) -> ScenarioResult:
     )
     for side, (returned, m) in results.items():
         rows.append(_figures(side, returned, tasks, polls, m.wall, m.cpu, items))
+    # per task, in creation order, for the chart (benchmarks/plot.py)
+    series = {
+        side: {
+            "polls": [polls[t] for t in sorted(returned, key=lambda t: tasks[t]["created"])],
+            "latency_s": [
+                returned[t] - tasks[t]["finishes_at"]
+                for t in sorted(returned, key=lambda t: tasks[t]["created"])
+            ],
+        }
+        for side, (returned, _m) in results.items()
+    }
     ours, fixed = rows
     summary = {
         "polls_per_task_after_20": ours["polls_per_task_after_20"],
@@ -127,4 +138,5 @@ async def run(ctx: Context) -> ScenarioResult:
             ),
             target("median detection latency s", ours["latency_median_s"], "<=", TARGET_LATENCY),
         ],
+        "series": series,  # type: ignore[typeddict-unknown-key]
     }

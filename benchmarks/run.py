@@ -22,8 +22,8 @@ from typing import Any
 
 from benchmarks._common import Context, ScenarioResult, format_table, machine_info
 
-DEFAULT_SCENARIOS = ("overhead", "ratelimit", "polling", "scale", "concurrency")
-ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "soak")
+DEFAULT_SCENARIOS = ("overhead", "ratelimit", "probe", "polling", "scale", "concurrency")
+ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "soak", "journal")  # journal: --only journal
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", metavar="NAME[,NAME]", help=f"run only these ({', '.join(ALL_SCENARIOS)})"
     )
     parser.add_argument("--soak", action="store_true", help="also run the soak scenario")
+    parser.add_argument("--plot", metavar="DIR", help="write PNG charts of this run to DIR")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
@@ -114,5 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(report, out, indent=2, default=str)
             out.write("\n")
+    if args.plot:
+        from benchmarks.plot import plot
+
+        for path in plot(report, args.plot):
+            print(f"chart: {path}")
     failed = [name for name, result in scenarios.items() if "error" in result]
     return 1 if failed else 0

@@ -16,10 +16,15 @@ from katapult_async.errors import (
     InvalidAPITokenError,
     InvalidCapabilitiesTokenError,
     InvalidResponseError,
+    JournalInUseError,
     KatapultError,
     MissingAPITokenError,
     NetworkInterfaceNotFoundError,
     NotFoundError,
+    ObjectInTrashError,
+    OrganizationNotActivatedError,
+    OrganizationNotFoundError,
+    OrganizationSuspendedError,
     RateLimitReachedError,
     RequestTimeoutError,
     ScopeNotGrantedError,
@@ -33,6 +38,7 @@ from katapult_async.errors import (
     TransportError,
     UnauthorizedNetworkForAPITokenError,
     UnconfirmedUpdateError,
+    VirtualMachineNotFoundError,
 )
 from katapult_async.models import (
     BulkProgress,
@@ -45,6 +51,7 @@ from katapult_async.models import (
     TaskStatus,
     UpdateItem,
     UpdateResult,
+    VirtualMachine,
 )
 from katapult_async.poller import PollerStats, TaskPoller
 
@@ -57,6 +64,7 @@ __all__ = [
     "InvalidAPITokenError",
     "InvalidCapabilitiesTokenError",
     "InvalidResponseError",
+    "JournalInUseError",
     "KatapultClient",
     "KatapultError",
     "MissingAPITokenError",
@@ -65,6 +73,10 @@ __all__ = [
     "NetworkInterfaceRef",
     "NetworkSpeedProfile",
     "NotFoundError",
+    "ObjectInTrashError",
+    "OrganizationNotActivatedError",
+    "OrganizationNotFoundError",
+    "OrganizationSuspendedError",
     "Outcome",
     "PollerStats",
     "RateLimitReachedError",
@@ -90,6 +102,8 @@ __all__ = [
     "UnconfirmedUpdateError",
     "UpdateItem",
     "UpdateResult",
+    "VirtualMachine",
+    "VirtualMachineNotFoundError",
     "__version__",
     "bulk_update",
 ]

@@ -8,7 +8,14 @@ from typing import Any
 import cattrs
 
 from katapult_async._validate import validate_identifier
-from katapult_async.models import NetworkInterface, NetworkSpeedProfile, Outcome, Task, TaskStatus
+from katapult_async.models import (
+    NetworkInterface,
+    NetworkSpeedProfile,
+    Outcome,
+    Task,
+    TaskStatus,
+    VirtualMachine,
+)
 
 __all__ = ["converter"]
 
@@ -72,6 +79,21 @@ def _structure_interface(data: Any, _: type) -> NetworkInterface:
         speed_profile=(
             converter.structure(profile, NetworkSpeedProfile) if isinstance(profile, dict) else None
         ),
+        virtual_machine_name=_opt_str(vm.get("name")) if isinstance(vm, dict) else None,
+    )
+
+
+def _structure_vm(data: Any, _: type) -> VirtualMachine:
+    # The list's VMs carry much more (zone, package, IP addresses); only these fields are read.
+    if not isinstance(data, dict):
+        raise TypeError("a virtual machine must be an object")
+    created_at = data.get("created_at")
+    return VirtualMachine(
+        id=validate_identifier(_str(data["id"]), what="virtual machine id"),
+        name=_opt_str(data.get("name")),
+        hostname=_opt_str(data.get("hostname")),
+        fqdn=_opt_str(data.get("fqdn")),
+        created_at=None if created_at is None else _unix_to_utc(created_at, datetime),
     )
 
 
@@ -107,6 +129,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Outcome, lambda v, _: Outcome(v))
     conv.register_structure_hook(NetworkInterface, _structure_interface)
     conv.register_structure_hook(Task, _structure_task)
+    conv.register_structure_hook(VirtualMachine, _structure_vm)
     return conv
 
 

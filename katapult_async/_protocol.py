@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from katapult_async.models import (
     NetworkSpeedProfile,
     SpeedProfileRef,
     Task,
+    VirtualMachine,
 )
 
 T = TypeVar("T")
@@ -44,6 +45,13 @@ TASK_PATH = "/tasks/task"
 INTERFACE_PATH = "/virtual_machine_network_interfaces/virtual_machine_network_interface"
 VM_INTERFACES_PATH = "/virtual_machines/virtual_machine/network_interfaces"
 ORG_SPEED_PROFILES_PATH = "/organizations/organization/network_speed_profiles"
+ORG_VIRTUAL_MACHINES_PATH = "/organizations/organization/virtual_machines"
+
+ORGANIZATION_ID_PREFIX = "org_"
+VIRTUAL_MACHINE_ID_PREFIX = "vm_"
+
+Annotations = Mapping[str, str] | Iterable[tuple[str, str]]
+"""VM annotations to match: a mapping or ``(key, value)`` pairs (a VM must match all of them)."""
 
 DEFAULT_PER_PAGE = 100
 
@@ -55,14 +63,15 @@ class APIRequest:
     Attributes:
         method: ``"GET"`` or ``"PATCH"``.
         path: The path below the base URL (literal segments, as in the spec).
-        params: Query parameters (bracketed lookups such as ``task[id]``).
+        params: Query parameters (bracketed lookups such as ``task[id]``): a mapping, or
+            ``(name, value)`` pairs where a name repeats (``annotations[][key]``).
         body: The JSON body, for PATCH.
         kind: A short label for logs and metrics (``"update_speed_profile"``, ``"get_task"``).
     """
 
     method: str
     path: str
-    params: Mapping[str, str] | None = None
+    params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
     body: Mapping[str, Any] | None = None
     kind: str = ""
 
@@ -164,6 +173,71 @@ def list_speed_profiles_request(
     params = _one_lookup("organization", id=organization_id, sub_domain=sub_domain)
     params.update(page=str(page), per_page=str(per_page))
     return APIRequest("GET", ORG_SPEED_PROFILES_PATH, params=params, kind="list_speed_profiles")
+
+
+def organization_lookup(organization: str) -> dict[str, str]:
+    """The lookup of an organization given one way everywhere: ``org_...`` is an id, anything
+    else a sub-domain (``{"organization[id]": ...}`` or ``{"organization[sub_domain]": ...}``).
+
+    Raises:
+        ValueError: for a malformed value.
+    """
+    validate_identifier(organization, what="organization")
+    key = "id" if organization.startswith(ORGANIZATION_ID_PREFIX) else "sub_domain"
+    return {f"organization[{key}]": organization}
+
+
+def virtual_machine_lookup(virtual_machine: str) -> dict[str, str]:
+    """The lookup of a VM: ``vm_...`` is an id, anything else an FQDN.
+
+    Raises:
+        ValueError: for a malformed value.
+    """
+    validate_identifier(virtual_machine, what="virtual machine")
+    key = "id" if virtual_machine.startswith(VIRTUAL_MACHINE_ID_PREFIX) else "fqdn"
+    return {f"virtual_machine[{key}]": virtual_machine}
+
+
+def annotation_pairs(annotations: Annotations | None) -> tuple[tuple[str, str], ...]:
+    """Check annotations to filter by and return them as ``(key, value)`` pairs.
+
+    Raises:
+        ValueError: for an empty key, or a key or value that is not a printable string.
+    """
+    if annotations is None:
+        return ()
+    items = annotations.items() if isinstance(annotations, Mapping) else annotations
+    pairs = []
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise ValueError(f"an annotation must be a (key, value) pair, got {item!r}")
+        key, value = item
+        if not isinstance(key, str) or not key or not key.isprintable():
+            raise ValueError(f"an annotation key must be a non-empty string, got {key!r}")
+        if not isinstance(value, str) or not value.isprintable():
+            raise ValueError(f"annotation {key!r}: the value must be a printable string")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def list_virtual_machines_request(
+    organization: str,
+    *,
+    annotations: Sequence[tuple[str, str]] = (),
+    page: int,
+    per_page: int,
+) -> APIRequest:
+    """One page of an organization's VMs, filtered by annotations (a VM must match all).
+
+    The annotations travel as the parallel arrays ``annotations[][key]`` and
+    ``annotations[][value]``, one pair after the other.
+    """
+    params = list(organization_lookup(organization).items())
+    for key, value in annotations:
+        params.append(("annotations[][key]", key))
+        params.append(("annotations[][value]", value))
+    params += [("page", str(page)), ("per_page", str(per_page))]
+    return APIRequest("GET", ORG_VIRTUAL_MACHINES_PATH, params=params, kind="list_virtual_machines")
 
 
 def _count(value: str | None) -> int | None:
@@ -365,6 +439,11 @@ def decode_page(
     total_pages = pagination.get("total_pages") if isinstance(pagination, dict) else None
     if not isinstance(total_pages, int) or isinstance(total_pages, bool):
         total_pages = 1
+        # A "large set" has no total: a full page may have a next one.
+        if isinstance(pagination, dict) and pagination.get("large_set") is True:
+            current, per_page = pagination.get("current_page"), pagination.get("per_page")
+            if isinstance(current, int) and isinstance(per_page, int) and len(items) >= per_page:
+                total_pages = current + 1
     return [structure(item, cls, key, meta) for item in items], total_pages
 
 
@@ -373,6 +452,13 @@ def decode_speed_profiles(
 ) -> tuple[list[NetworkSpeedProfile], int]:
     """One page of ``network_speed_profiles``."""
     return decode_page(data, "network_speed_profiles", NetworkSpeedProfile, meta)
+
+
+def decode_virtual_machines(
+    data: Any, meta: ResponseMeta | None = None
+) -> tuple[list[VirtualMachine], int]:
+    """One page of an organization's ``virtual_machines``."""
+    return decode_page(data, "virtual_machines", VirtualMachine, meta)
 
 
 def decode_interfaces(

@@ -5,8 +5,8 @@ point (:mod:`katapult_async._http`) and decode the answer."""
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+import warnings
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +16,7 @@ import attrs
 from katapult_async import _protocol as proto
 from katapult_async._callbacks import ProgressCallback
 from katapult_async._http import HTTPTransport, TransportConfig
-from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async._ratelimit import DEFAULT_PROBE_TIMEOUT, RateLimiter, RateLimitState
 from katapult_async._validate import validate_base_url, validate_token
 from katapult_async.errors import ConfigurationError
 from katapult_async.models import (
@@ -25,6 +25,7 @@ from katapult_async.models import (
     NetworkSpeedProfile,
     SpeedProfileRef,
     Task,
+    VirtualMachine,
 )
 from katapult_async.poller import TaskPoller
 
@@ -67,20 +68,23 @@ class ClientConfig:
     base_url: str = DEFAULT_BASE_URL
     rate_limit: int | None = None
     rate_limit_window: float = 60.0
-    timeout: float = 30.0
+    request_timeout: float = 30.0
     max_retries: int = 8
     poll_interval: float = 1.0
     max_poll_interval: float = 15.0
     max_response_size: int = 1024 * 1024
     allow_insecure_http: bool = False
+    probe_timeout: float | None = DEFAULT_PROBE_TIMEOUT
 
     def __attrs_post_init__(self) -> None:
+        if self.probe_timeout is not None and not 0 < self.probe_timeout < float("inf"):
+            raise ConfigurationError("probe_timeout must be a positive number of seconds or None")
         if self.rate_limit is not None and self.rate_limit < 1:
             raise ConfigurationError("rate_limit must be a positive number of requests")
         if self.rate_limit_window <= 0:
             raise ConfigurationError("rate_limit_window must be positive")
-        if self.timeout <= 0:
-            raise ConfigurationError("timeout must be positive")
+        if self.request_timeout <= 0:
+            raise ConfigurationError("request_timeout must be positive")
         if self.max_retries < 0:
             raise ConfigurationError("max_retries must be 0 or more")
         if self.poll_interval <= 0 or self.max_poll_interval < self.poll_interval:
@@ -92,10 +96,32 @@ class ClientConfig:
         """The options of the HTTP layer."""
         return TransportConfig(
             base_url=self.base_url,
-            timeout=self.timeout,
+            timeout=self.request_timeout,
             max_retries=self.max_retries,
             max_response_size=self.max_response_size,
         )
+
+    @property
+    def timeout(self) -> float:
+        """Deprecated: :attr:`request_timeout` (warns; removed in 0.4)."""
+        warnings.warn(
+            "ClientConfig.timeout is deprecated: use request_timeout", DeprecationWarning, 2
+        )
+        return self.request_timeout
+
+
+def _task_timeout(old: float | None, new: float | None) -> float | None:
+    """``task_timeout``, taking the deprecated ``timeout`` spelling with a warning."""
+    if old is None:
+        return new
+    warnings.warn(
+        "timeout= is deprecated here: use task_timeout= (seconds to wait for the task)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if new is not None:
+        raise TypeError("give task_timeout= only, not also the deprecated timeout=")
+    return old
 
 
 _DEFAULTS = ClientConfig()
@@ -133,7 +159,7 @@ class KatapultClient:
             (default ``None``: learned from the responses).
         rate_limit_window: The length of the server's rate-limit window (default 60 s, as on
             Katapult).
-        timeout: Seconds for each HTTP request (default 30).
+        request_timeout: Seconds for each HTTP request (default 30).
         max_retries: Retries after the first attempt (default 8).
         poll_interval: First task poll interval in seconds (default 1).
         max_poll_interval: Longest interval between task polls (default 15).
@@ -142,6 +168,9 @@ class KatapultClient:
             new one, from ``rate_limit`` and ``rate_limit_window``).
         max_response_size: Bodies larger than this many bytes are refused (default 1 MiB).
         allow_insecure_http: Permit plain ``http://`` to non-loopback hosts (default False).
+        probe_timeout: The first request goes alone until it is answered, or for this many
+            seconds (default 0.3); then the others start gradually. ``None`` waits for the answer.
+        timeout: Deprecated spelling of ``request_timeout`` (warns; removed in 0.4).
 
     Raises:
         ConfigurationError: when no token is available or an option is invalid.
@@ -154,7 +183,7 @@ class KatapultClient:
         base_url: str = _DEFAULTS.base_url,
         rate_limit: int | None = _DEFAULTS.rate_limit,
         rate_limit_window: float = _DEFAULTS.rate_limit_window,
-        timeout: float = _DEFAULTS.timeout,
+        request_timeout: float = _DEFAULTS.request_timeout,
         max_retries: int = _DEFAULTS.max_retries,
         poll_interval: float = _DEFAULTS.poll_interval,
         max_poll_interval: float = _DEFAULTS.max_poll_interval,
@@ -162,20 +191,33 @@ class KatapultClient:
         limiter: RateLimiter | None = None,
         max_response_size: int = _DEFAULTS.max_response_size,
         allow_insecure_http: bool = _DEFAULTS.allow_insecure_http,
+        probe_timeout: float | None = _DEFAULTS.probe_timeout,
+        timeout: float | None = None,
     ) -> None:
+        if timeout is not None:
+            warnings.warn(
+                "KatapultClient(timeout=) is deprecated: use request_timeout= (seconds for each "
+                "HTTP request)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            request_timeout = timeout
         self._token = _token_from(token)
         self.config = config = ClientConfig(
             base_url=validate_base_url(base_url, allow_insecure_http=allow_insecure_http),
             rate_limit=rate_limit,
             rate_limit_window=rate_limit_window,
-            timeout=timeout,
+            request_timeout=request_timeout,
             max_retries=max_retries,
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
             max_response_size=max_response_size,
             allow_insecure_http=allow_insecure_http,
+            probe_timeout=probe_timeout,
         )
-        self._limiter = limiter or RateLimiter(config.rate_limit, config.rate_limit_window)
+        self._limiter = limiter or RateLimiter(
+            config.rate_limit, config.rate_limit_window, probe_timeout=config.probe_timeout
+        )
         self._transport = HTTPTransport(
             config.transport_config(), token=self._token, limiter=self._limiter, session=session
         )
@@ -230,6 +272,7 @@ class KatapultClient:
         *,
         wait: bool = False,
         on_progress: ProgressCallback[Task] | None = None,
+        task_timeout: float | None = None,
         timeout: float | None = None,
     ) -> Task:
         """Assign a network speed profile to an interface.
@@ -240,8 +283,9 @@ class KatapultClient:
                 else a permalink (``"1gbps"``).
             wait: Also wait for the task to finish and return the final task.
             on_progress: With ``wait=True``, called with each new state of the task.
-            timeout: With ``wait=True``, seconds to wait for the task before
+            task_timeout: With ``wait=True``, seconds to wait for the task before
                 :class:`TaskTimeoutError`.
+            timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
 
         Returns:
             The task the API created (pending), or with ``wait=True`` the completed task.
@@ -252,13 +296,15 @@ class KatapultClient:
             TaskFailedError, TaskTimeoutError: with ``wait=True``.
             APIError, TransportError: see :mod:`katapult_async.errors`.
         """
+        task_timeout = _task_timeout(timeout, task_timeout)
         request = proto.update_speed_profile_request(interface, speed_profile)
         data, meta = await self._transport.request_with_meta(request)
+        submitted_at = self._poller.now()  # on the poller's clock, which may not be monotonic()
         task = proto.decode_task(data, meta)
         if not wait:
             return task
         return await self._poller.wait(
-            task, on_progress=on_progress, timeout=timeout, submitted_at=time.monotonic()
+            task, on_progress=on_progress, timeout=task_timeout, submitted_at=submitted_at
         )
 
     async def get_task(self, task_id: str) -> Task:
@@ -276,8 +322,9 @@ class KatapultClient:
         task: Task | str,
         *,
         on_progress: ProgressCallback[Task] | None = None,
-        timeout: float | None = None,
+        task_timeout: float | None = None,
         poll_interval: float | None = None,
+        timeout: float | None = None,
     ) -> Task:
         """Poll a task until it completes and return it.
 
@@ -288,15 +335,17 @@ class KatapultClient:
             task: A :class:`Task` or a task id.
             on_progress: Called (sync or async) on the first observation, on every change of
                 status or progress, and on the final one.
-            timeout: Seconds to wait before :class:`TaskTimeoutError`.
+            task_timeout: Seconds to wait before :class:`TaskTimeoutError`.
             poll_interval: Overrides the client's first poll interval for this wait.
+            timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
 
         Raises:
             TaskFailedError: the task ended ``failed`` (``.task`` is the final task).
-            TaskTimeoutError: ``timeout`` passed first (``.task`` is the last one seen).
+            TaskTimeoutError: ``task_timeout`` passed first (``.task`` is the last one seen).
         """
+        task_timeout = _task_timeout(timeout, task_timeout)
         return await self._poller.wait(
-            task, on_progress=on_progress, timeout=timeout, poll_interval=poll_interval
+            task, on_progress=on_progress, timeout=task_timeout, poll_interval=poll_interval
         )
 
     async def get_network_interface(self, interface: str | NetworkInterfaceRef) -> NetworkInterface:
@@ -349,6 +398,152 @@ class KatapultClient:
             page += 1
         return items
 
+    async def _pages(
+        self,
+        build: Callable[[int], proto.APIRequest],
+        decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
+    ) -> AsyncIterator[list[T]]:
+        """Each page's items in turn, the next page requested only when the caller wants it."""
+        page, total = 1, 1
+        while page <= total:
+            data, meta = await self._transport.request_with_meta(build(page))
+            batch, total = decode(data, meta)
+            yield batch
+            page += 1
+
+    async def list_virtual_machines(
+        self,
+        organization: str,
+        *,
+        annotations: proto.Annotations | None = None,
+        per_page: int = proto.DEFAULT_PER_PAGE,
+    ) -> list[VirtualMachine]:
+        """Every virtual machine of an organization, walking all pages.
+
+        Args:
+            organization: An organization id (``org_...``) or its sub-domain (``"acme"``).
+            annotations: Only VMs with all of these annotations: a ``{key: value}`` mapping or
+                ``(key, value)`` pairs.
+            per_page: VMs per request.
+
+        Raises:
+            ValueError: for a malformed organization or annotation (nothing is sent).
+            OrganizationNotFoundError, OrganizationSuspendedError, OrganizationNotActivatedError:
+                see :mod:`katapult_async.errors`.
+        """
+        pairs = proto.annotation_pairs(annotations)
+        proto.organization_lookup(organization)  # checked before any request
+        return await self._all_pages(
+            lambda page: proto.list_virtual_machines_request(
+                organization, annotations=pairs, page=page, per_page=per_page
+            ),
+            proto.decode_virtual_machines,
+        )
+
+    def select_interfaces(
+        self,
+        *,
+        organization: str | None = None,
+        annotations: proto.Annotations | None = None,
+        virtual_machines: Iterable[str] | None = None,
+        per_page: int = proto.DEFAULT_PER_PAGE,
+    ) -> AsyncGenerator[NetworkInterface, None]:
+        """The network interfaces of the selected virtual machines, each interface once, lazily.
+
+        The VMs selected are those of ``organization`` that carry every one of ``annotations``
+        (all its VMs without annotations), together with the ``virtual_machines`` named (ids
+        ``vm_...`` or FQDNs). Pages are requested one at a time as the caller iterates, every
+        request through the client's rate limiter. The interfaces come from the per-VM list, so
+        they carry no speed profile; ``virtual_machine_id`` is filled in where the VM id is
+        known (always for an organization's VMs). The output feeds a bulk update directly::
+
+            interfaces = client.select_interfaces(organization="acme", annotations={"role": "db"})
+            pairs = ((iface, "10gbps") async for iface in interfaces)
+            async for result in client.bulk_update_speed_profiles(pairs):
+                ...
+
+        Args:
+            organization: An organization id (``org_...``) or sub-domain.
+            annotations: With ``organization``: a ``{key: value}`` mapping or ``(key, value)``
+                pairs that a VM must all match.
+            virtual_machines: VM ids (``vm_...``) or FQDNs.
+            per_page: Items per request.
+
+        Raises:
+            ValueError: at once (before any request) when nothing is selected, ``annotations``
+                come without ``organization``, or a value is malformed.
+            OrganizationNotFoundError, VirtualMachineNotFoundError, ...: while iterating.
+        """
+        if organization is None and virtual_machines is None:
+            raise ValueError("select interfaces by organization and/or virtual_machines")
+        pairs = proto.annotation_pairs(annotations)
+        if pairs and organization is None:
+            raise ValueError("annotations select VMs of an organization: give organization too")
+        if organization is not None:
+            proto.organization_lookup(organization)
+        vms: list[str] = []
+        if virtual_machines is not None:
+            if isinstance(virtual_machines, str):
+                raise TypeError("virtual_machines must be an iterable of ids or FQDNs, not a str")
+            for vm in virtual_machines:
+                proto.virtual_machine_lookup(vm)
+                vms.append(vm)
+        return self._select(organization, pairs, vms, per_page)
+
+    async def _select(
+        self,
+        organization: str | None,
+        annotations: tuple[tuple[str, str], ...],
+        virtual_machines: list[str],
+        per_page: int,
+    ) -> AsyncGenerator[NetworkInterface, None]:
+        seen_vms: set[str] = set()
+        seen: set[str] = set()
+
+        async def of_vm(vm: str, vm_id: str | None) -> AsyncIterator[NetworkInterface]:
+            lookup = {"virtual_machine_id": vm_id, "fqdn": None} if vm_id else {"fqdn": vm}
+            pages = self._pages(
+                lambda page: proto.list_interfaces_request(
+                    virtual_machine_id=lookup.get("virtual_machine_id"),
+                    fqdn=lookup.get("fqdn"),
+                    page=page,
+                    per_page=per_page,
+                ),
+                proto.decode_interfaces,
+            )
+            async for batch in pages:
+                for iface in batch:
+                    if iface.id in seen:
+                        continue
+                    seen.add(iface.id)
+                    if iface.virtual_machine_id is None and vm_id is not None:
+                        iface = attrs.evolve(iface, virtual_machine_id=vm_id)
+                    yield iface
+
+        if organization is not None:
+            vm_pages = self._pages(
+                lambda page: proto.list_virtual_machines_request(
+                    organization, annotations=annotations, page=page, per_page=per_page
+                ),
+                proto.decode_virtual_machines,
+            )
+            async for vm_batch in vm_pages:
+                for machine in vm_batch:
+                    if machine.id in seen_vms:
+                        continue
+                    seen_vms.add(machine.id)
+                    if machine.fqdn:
+                        seen_vms.add(machine.fqdn)
+                    async for iface in of_vm(machine.id, machine.id):
+                        yield iface
+        for vm in virtual_machines:
+            if vm in seen_vms:
+                continue
+            seen_vms.add(vm)
+            is_id = vm.startswith(proto.VIRTUAL_MACHINE_ID_PREFIX)
+            async for iface in of_vm(vm, vm if is_id else None):
+                yield iface
+
     def bulk_update_speed_profiles(
         self,
         updates: Iterable[UpdateItem] | AsyncIterable[UpdateItem],
@@ -357,15 +552,19 @@ class KatapultClient:
         wait: bool = True,
         on_progress: ProgressCallback[BulkProgress] | None = None,
         journal: str | os.PathLike[str] | None = None,
-        timeout: float | None = None,
+        task_timeout: float | None = None,
         total: int | None = None,
+        journal_fsync: bool = False,
+        record_previous: bool = False,
+        confirm_horizon: float | None = None,
+        timeout: float | None = None,
     ) -> AsyncGenerator[UpdateResult, None]:
         """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
         Every input pair gets exactly one result, in the order items finish (``.index`` says
         which). Invalid pairs, duplicates of an interface already in the run, and updates that
-        cannot be confirmed (a PATCH whose response was lost: ``UnconfirmedUpdateError``) become
-        ``ERROR`` results; the run goes on. Use it with ``contextlib.aclosing`` when you may stop early::
+        cannot be confirmed (a PATCH whose response was lost and whose confirming PATCH failed
+        too: ``UnconfirmedUpdateError``) become ``ERROR`` results; the run goes on. Use it with ``contextlib.aclosing`` when you may stop early::
 
             async with aclosing(client.bulk_update_speed_profiles(pairs)) as results:
                 async for result in results:
@@ -381,8 +580,14 @@ class KatapultClient:
             journal: A JSON Lines file recording each accepted PATCH and each result. Rerunning
                 with the same journal skips completed items, resumes polling submitted ones
                 without a second PATCH, and retries the rest.
-            timeout: Seconds to wait for each task before an ``ERROR`` (``TaskTimeoutError``).
+            task_timeout: Seconds to wait for each task before an ``ERROR`` (``TaskTimeoutError``).
             total: The number of pairs, when known and ``updates`` has no ``len()``, for the ETA.
+            journal_fsync: Also fsync the journal at most every 100 ms and at the end.
+            record_previous: Read each interface's current profile before its PATCH (one GET)
+                and record it as ``previous_speed_profile``, unless the item gives it.
+            confirm_horizon: Seconds to wait before confirming a lost PATCH response (default:
+                learned from the tasks seen, 10 s before any).
+            timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
 
         See :func:`katapult_async.bulk.bulk_update` for the details.
         """
@@ -395,6 +600,9 @@ class KatapultClient:
             wait=wait,
             on_progress=on_progress,
             journal=journal,
-            timeout=timeout,
+            task_timeout=_task_timeout(timeout, task_timeout),
             total=total,
+            journal_fsync=journal_fsync,
+            record_previous=record_previous,
+            confirm_horizon=confirm_horizon,
         )

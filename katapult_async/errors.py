@@ -10,10 +10,15 @@
     │   ├── InvalidCapabilitiesTokenError         403 invalid_capabilities_token
     │   ├── UnauthorizedNetworkForAPITokenError   403 .ip_address
     │   ├── ScopeNotGrantedError                  403 .scopes
+    │   ├── OrganizationSuspendedError            403 organization_suspended
+    │   ├── OrganizationNotActivatedError         403 organization_not_activated
     │   ├── NotFoundError                         any *_not_found
     │   │   ├── NetworkInterfaceNotFoundError     404
     │   │   ├── SpeedProfileNotFoundError         404
-    │   │   └── TaskNotFoundError                 404
+    │   │   ├── TaskNotFoundError                 404
+    │   │   ├── OrganizationNotFoundError         404
+    │   │   └── VirtualMachineNotFoundError       404
+    │   ├── ObjectInTrashError                    406 object_in_trash, .trash_object
     │   ├── TaskQueueingError                     406 .details (transient)
     │   ├── SpeedProfileAlreadyAssignedError      422 .after_lost_response
     │   ├── RateLimitReachedError                 429 .total_permitted, .retry_after
@@ -24,7 +29,8 @@
     ├── TaskFailedError                           .task ended ``failed``
     ├── TaskTimeoutError (also TimeoutError)      .task, .waited
     ├── DuplicateItemError (also ValueError)      bulk: .interface_id repeated at .index
-    └── UnconfirmedUpdateError                    bulk: the update landed, its task unseen
+    ├── UnconfirmedUpdateError                    bulk: the update landed, its confirmation failed
+    └── JournalInUseError                         bulk: another run holds the journal's lock
 
 Every :class:`APIError` carries ``status``, ``code``, ``description``, ``detail`` and the
 ``request_id`` (the ``X-Request-Id`` header Katapult's support asks for). Errors raised after retries
@@ -47,10 +53,15 @@ __all__ = [
     "InvalidAPITokenError",
     "InvalidCapabilitiesTokenError",
     "InvalidResponseError",
+    "JournalInUseError",
     "KatapultError",
     "MissingAPITokenError",
     "NetworkInterfaceNotFoundError",
     "NotFoundError",
+    "ObjectInTrashError",
+    "OrganizationNotActivatedError",
+    "OrganizationNotFoundError",
+    "OrganizationSuspendedError",
     "RateLimitReachedError",
     "RequestTimeoutError",
     "ScopeNotGrantedError",
@@ -64,6 +75,7 @@ __all__ = [
     "TransportError",
     "UnauthorizedNetworkForAPITokenError",
     "UnconfirmedUpdateError",
+    "VirtualMachineNotFoundError",
     "error_from_response",
 ]
 
@@ -212,6 +224,44 @@ class TaskNotFoundError(NotFoundError):
     code_name = "task_not_found"
 
 
+class OrganizationNotFoundError(NotFoundError):
+    """404 ``organization_not_found``: no organization has that id or sub-domain."""
+
+    code_name = "organization_not_found"
+
+
+class OrganizationSuspendedError(APIError):
+    """403 ``organization_suspended``: the organization exists but is suspended."""
+
+    code_name = "organization_suspended"
+
+
+class OrganizationNotActivatedError(APIError):
+    """403 ``organization_not_activated``: the organization exists but is not activated yet."""
+
+    code_name = "organization_not_activated"
+
+
+class VirtualMachineNotFoundError(NotFoundError):
+    """404 ``virtual_machine_not_found``: no virtual machine has that id or FQDN."""
+
+    code_name = "virtual_machine_not_found"
+
+
+class ObjectInTrashError(APIError):
+    """406 ``object_in_trash``: the object is in the trash; restore it to use it.
+
+    ``trash_object`` is the ``detail.trash_object`` the API sent (``None`` if absent).
+    """
+
+    code_name = "object_in_trash"
+    trash_object: Mapping[str, Any] | None = None
+
+    def _read_detail(self, detail: Mapping[str, Any]) -> None:
+        value = detail.get("trash_object")
+        self.trash_object = value if isinstance(value, dict) else None
+
+
 class TaskQueueingError(APIError):
     """406 ``task_queueing_error``: the background task could not be queued (transient).
 
@@ -332,15 +382,16 @@ class DuplicateItemError(KatapultError, ValueError):
 
 
 class UnconfirmedUpdateError(KatapultError):
-    """The update landed, but its response was lost, so whether it will hold is unknown.
+    """The update landed, but its response was lost and the confirmation could not be made.
 
     A PATCH whose response was lost (a dropped connection, a timeout) was retried and the API
     answered ``speed_profile_already_assigned``: the lost attempt evidently made the assignment,
     but the client never learnt the id of the task that carries it out, and a task that fails
-    puts the interface's previous profile back. Reporting ``ALREADY_ASSIGNED`` could be untrue,
-    so the item is an ``ERROR`` with this error (its ``__cause__`` is the API's answer). A rerun
-    once the task has had time to finish sends the update again: the API then accepts it (the
-    task failed) or answers ``already_assigned`` (the assignment held).
+    puts the interface's previous profile back. The bulk engine confirms such an update itself:
+    it waits out the task horizon and sends the PATCH again (``already_assigned`` again: the
+    assignment held; accepted: the unseen task failed, and the new task is followed). Only when
+    that confirming PATCH itself fails (its retries exhausted) is the item an ``ERROR`` with this
+    error (its ``__cause__`` is the last answer or failure). A rerun confirms it the same way.
 
     Attributes:
         interface_id: The interface whose update is unconfirmed.
@@ -352,11 +403,32 @@ class UnconfirmedUpdateError(KatapultError):
         self.speed_profile = speed_profile
         super().__init__(
             f"interface {interface_id}: the update to {speed_profile} was applied but its "
-            "response was lost, so its task could not be followed; rerun to confirm"
+            "response was lost, and the update could not be confirmed; rerun to confirm"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.interface_id, self.speed_profile))
+
+
+class JournalInUseError(KatapultError):
+    """Another bulk run holds the journal: one journal serves one run at a time.
+
+    Raised when a bulk run starts, before anything is sent, if another run (in this process or
+    another) holds the journal file's exclusive advisory lock.
+
+    Attributes:
+        path: The journal file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"journal {path} is in use by another bulk run; wait for it to end or use another "
+            "journal"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path,))
 
 
 ERROR_CLASSES: Mapping[str, type[APIError]] = {
@@ -370,6 +442,11 @@ ERROR_CLASSES: Mapping[str, type[APIError]] = {
         NetworkInterfaceNotFoundError,
         SpeedProfileNotFoundError,
         TaskNotFoundError,
+        OrganizationNotFoundError,
+        OrganizationSuspendedError,
+        OrganizationNotActivatedError,
+        VirtualMachineNotFoundError,
+        ObjectInTrashError,
         TaskQueueingError,
         SpeedProfileAlreadyAssignedError,
         RateLimitReachedError,

@@ -27,6 +27,7 @@ __all__ = [
     "TaskStatus",
     "UpdateItem",
     "UpdateResult",
+    "VirtualMachine",
 ]
 
 SPEED_PROFILE_ID_PREFIX = "nsp_"
@@ -126,16 +127,23 @@ class NetworkInterfaceRef:
 
     @classmethod
     def parse(cls, value: str | NetworkInterfaceRef) -> NetworkInterfaceRef:
-        """Turn a user's value (an id string or a ref) into a ref."""
+        """Turn a user's value (an id string, a ref or a :class:`NetworkInterface`) into a ref."""
         if isinstance(value, NetworkInterfaceRef):
             return value
+        if isinstance(value, NetworkInterface):
+            # What select_interfaces yields, so that its output feeds a bulk update directly.
+            return cls(id=value.id)
         if not isinstance(value, str):
             raise TypeError(f"interface must be a str or NetworkInterfaceRef, not {type(value)!r}")
         return cls(id=value)
 
 
-UpdateItem: TypeAlias = tuple[str | NetworkInterfaceRef, str | SpeedProfileRef]
-"""One input pair: an interface (id or ref) and the speed profile (id, permalink or ref) it gets."""
+UpdateItem: TypeAlias = (
+    tuple[str | NetworkInterfaceRef, str | SpeedProfileRef]
+    | tuple[str | NetworkInterfaceRef, str | SpeedProfileRef, str | SpeedProfileRef | None]
+)
+"""One input item: an interface (id or ref) and the speed profile (id, permalink or ref) it gets,
+optionally followed by the profile it had before (recorded as ``previous_speed_profile``)."""
 
 
 @attrs.frozen
@@ -151,7 +159,12 @@ class NetworkSpeedProfile:
 
 @attrs.frozen
 class NetworkInterface:
-    """A virtual machine network interface (the fields this library uses)."""
+    """A virtual machine network interface (the fields this library uses).
+
+    The per-VM interface list carries no speed profile, MAC address or state (they are ``None``);
+    :meth:`~katapult_async.client.KatapultClient.get_network_interface` returns them all.
+    ``virtual_machine_name`` is known from the single-interface read only.
+    """
 
     id: str
     name: str | None = None
@@ -160,6 +173,26 @@ class NetworkInterface:
     mac_address: str | None = None
     state: str | None = None
     speed_profile: NetworkSpeedProfile | None = None
+    virtual_machine_name: str | None = None
+
+
+@attrs.frozen
+class VirtualMachine:
+    """A virtual machine of an organization, as the organization's VM list shows it.
+
+    Attributes:
+        id: The VM id (``vm_...``).
+        name: Its display name.
+        hostname: Its hostname.
+        fqdn: Its fully qualified domain name.
+        created_at: When it was created (UTC), if the API said.
+    """
+
+    id: str
+    name: str | None = None
+    hostname: str | None = None
+    fqdn: str | None = None
+    created_at: datetime | None = None
 
 
 class Outcome(str, enum.Enum):
@@ -191,22 +224,35 @@ class UpdateResult:
 
     Attributes:
         interface_id: The interface id as given (may be invalid for ``ERROR`` results).
-        speed_profile: The requested profile as given (id or permalink).
+        speed_profile: The requested profile, normalised: ``SpeedProfileRef(id=...)`` or
+            ``SpeedProfileRef(permalink=...)`` as given; ``None`` only for an input item that could
+            not be parsed at all (its result is an ``ERROR``).
         outcome: How it ended.
         task: The last task seen, if a PATCH was accepted.
         error: The exception for ``ERROR`` and ``FAILED`` outcomes, else ``None``.
         index: The 0-based position of the item in the input.
-        resumed: True when no request was sent for it in this run: the result was taken from the
-            journal of an earlier run.
+        resumed: True when the result was taken from the journal of an earlier run (no PATCH
+            was sent for it in this run).
+        previous_speed_profile: The profile the interface had before the update, when known:
+            given as the third element of the input item, or read from the API before the PATCH
+            with ``record_previous=True``; ``None`` when not known.
+        confirmed_after_lost_response: True when a PATCH for this item may have been applied
+            without its answer reaching the client (a lost response, or a run that stopped
+            between sending it and recording the answer), and the engine confirmed the outcome by
+            waiting out the task horizon and sending the PATCH again: ``ALREADY_ASSIGNED`` then
+            means the profile held after the unseen task ended; ``COMPLETED``/``FAILED`` that the
+            unseen task failed and the new one was followed.
     """
 
     interface_id: str
-    speed_profile: str
+    speed_profile: SpeedProfileRef | None
     outcome: Outcome
     task: Task | None = None
     error: BaseException | None = attrs.field(default=None, eq=False)
     index: int = -1
     resumed: bool = False
+    previous_speed_profile: SpeedProfileRef | None = None
+    confirmed_after_lost_response: bool = False
 
 
 @attrs.frozen(slots=True)

@@ -129,6 +129,10 @@ class TaskPoller:
         """A snapshot of the poller's counters."""
         return self._stats
 
+    def now(self) -> float:
+        """The poller's ``clock()``: the time base of ``submitted_at`` and of timeouts."""
+        return self._clock()
+
     def expected_duration(self, name: str | None) -> float | None:
         """Seconds after submission by which about 85% of tasks named ``name`` have finished.
 

@@ -47,6 +47,14 @@ ROW_KEYS = {
         "errors",
         "cpu_s",
     },
+    "probe": {
+        "side",
+        "probe_timeout_s",
+        "items",
+        "others_done_s",
+        "slow_done_s",
+        "first_result_s",
+    },
     "polling": {
         "side",
         "items",
@@ -101,13 +109,16 @@ SUMMARY_KEYS = {
         "cpu_ratio_limiter_probe_off",
     },
     "ratelimit": {
-        "min_utilisation_ours",
+        "efficiency_fixed",
+        "efficiency_sliding",
+        "efficiency_2_processes_fixed",
         "min_efficiency_ours",
         "rate_limited_ours",
         "rate_limited_naive",
         "naive_wall_over_ours_fixed",
         "naive_wall_over_ours_sliding",
     },
+    "probe": {"others_done_s", "unbounded_others_done_s"},
     "polling": {
         "polls_per_task_after_20",
         "latency_median_s",
@@ -139,17 +150,21 @@ ROWS = {
             "sliding+headers",
             "sliding, 429 body only",
             "fixed, 429 body only, limit given",
+            "1000 items, fixed+headers",
+            "1000 items, sliding+headers",
             "2 processes, fixed+headers",
+            "2 processes, sliding+headers",
             "naive, fixed",
             "naive, sliding",
         },
     ),
+    "probe": ("side", {"ours (bounded probe)", "probe_timeout=None"}),
     "polling": ("side", {"ours", "fixed 1s"}),
     "scale": ("items", {1000, 2000}),
     "concurrency": ("concurrency", {1, 8, 64, 256}),
 }
 
-TARGETS = {"overhead": 1, "ratelimit": 18, "polling": 2, "scale": 1, "concurrency": 0}
+TARGETS = {"overhead": 1, "ratelimit": 19, "probe": 1, "polling": 2, "scale": 1, "concurrency": 0}
 
 
 @pytest.fixture(scope="module")

@@ -245,3 +245,59 @@ def test_kill_9_at_random_points_then_resume(sim: SimProcess, tmp_path: Path) ->
             ]
             assert result["outcome"] in journaled, (result, journaled)
     assert time.monotonic() - started < 30
+
+
+def test_kill_9_between_attempt_and_submitted_then_resume_confirms(tmp_path: Path) -> None:
+    """The PATCH is applied, its answer is on its way (the simulator's latency), the run is killed
+    with only the ``attempt`` line written: the rerun's 422 is confirmed, not reported bare."""
+    sim = SimProcess("--interfaces", "1", "--task-duration", "0.2", "--latency", "0.6")
+    try:
+        (interface,) = sim.admin("GET", "/interfaces")["interfaces"]
+        items = tmp_path / "items.txt"
+        items.write_text(interface + "\n")
+        journal = tmp_path / "run.journal.jsonl"
+        env = {
+            **os.environ,
+            "KATAPULT_API_TOKEN": sim.token,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+
+        def start(number: int) -> tuple[subprocess.Popen[bytes], Path]:
+            results = tmp_path / f"results-{number}.jsonl"
+            args = [sim.base_url, items, journal, results, "60", "1gbps", "0.5"]
+            proc = subprocess.Popen(
+                [sys.executable, str(WORKER), *map(str, args)],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            return proc, results
+
+        proc, _ = start(0)
+        deadline = time.monotonic() + 20
+        while True:  # the PATCH has been applied and logged; its answer is still held back
+            assert time.monotonic() < deadline, "the PATCH never arrived"
+            log = sim.admin("GET", "/requests")["requests"]
+            if any(r["method"] == "PATCH" for r in log):
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        assert [line["event"] for line in journal_lines(journal)] == ["attempt"]
+
+        proc, results = start(1)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr.decode()
+        (final,) = [json.loads(line) for line in results.read_text().splitlines()]
+        assert final["outcome"] == "already_assigned"
+        assert final["confirmed"] is True
+        assert not final["resumed"]
+        log = sim.admin("GET", "/requests")["requests"]
+        statuses = [r["status"] for r in log if r["method"] == "PATCH"]
+        assert statuses == [200, 422, 422]  # the killed run's, the rerun's, the confirmation
+        last = journal_lines(journal)[-1]
+        assert last["event"] == "result"
+        assert last["confirmed_after_lost_response"] is True
+    finally:
+        sim.stop()

@@ -26,6 +26,18 @@ TABLE: list[tuple[str, int, type[ka.APIError], dict[str, Any], str | None, Any]]
     ),
     ("invalid_api_token", 403, ka.InvalidAPITokenError, {}, None, None),
     ("invalid_capabilities_token", 403, ka.InvalidCapabilitiesTokenError, {}, None, None),
+    ("organization_not_found", 404, ka.OrganizationNotFoundError, {}, None, None),
+    ("organization_suspended", 403, ka.OrganizationSuspendedError, {}, None, None),
+    ("organization_not_activated", 403, ka.OrganizationNotActivatedError, {}, None, None),
+    ("virtual_machine_not_found", 404, ka.VirtualMachineNotFoundError, {}, None, None),
+    (
+        "object_in_trash",
+        406,
+        ka.ObjectInTrashError,
+        {"trash_object": {"id": "trsh_1", "keep_until": 1700000000}},
+        "trash_object",
+        {"id": "trsh_1", "keep_until": 1700000000},
+    ),
     (
         "scope_not_granted",
         403,

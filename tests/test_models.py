@@ -45,9 +45,12 @@ def test_names_moved_out_of_bulk_are_still_importable_from_it() -> None:
     assert bulk.UpdateItem is models.UpdateItem is ka.UpdateItem
     assert bulk.DuplicateItemError is errors.DuplicateItemError is ka.DuplicateItemError
     assert bulk.UnconfirmedUpdateError is errors.UnconfirmedUpdateError
+    assert bulk.JournalInUseError is errors.JournalInUseError is ka.JournalInUseError
     assert sorted(bulk.__all__) == [
         "BulkProgress",
+        "DEFAULT_CONFIRM_HORIZON",
         "DuplicateItemError",
+        "JournalInUseError",
         "SupportsBulkUpdate",
         "UnconfirmedUpdateError",
         "UpdateItem",

@@ -85,7 +85,16 @@ def vt() -> VirtualTime:
 
 
 def make_limiter(vt: VirtualTime, limit: int | None = None, window: float = 2.0) -> RateLimiter:
-    return RateLimiter(limit, window, clock=vt.clock, sleep=vt.sleep, probe=False)
+    """A limiter with the margins these tests were written for: 3 % reserve, ``window + 2.5 %``."""
+    return RateLimiter(
+        limit,
+        window,
+        safety_margin=0.03,
+        time_margin=max(0.05, 0.02 * window),
+        clock=vt.clock,
+        sleep=vt.sleep,
+        probe=False,
+    )
 
 
 async def stop(tasks: list[asyncio.Task[None]]) -> None:
@@ -494,7 +503,15 @@ async def test_snapshot(vt: VirtualTime) -> None:
     ("limit", "usable"), [(1, 1), (2, 1), (10, 9), (60, 58), (100, 97), (1000, 970)]
 )
 async def test_safety_margin_reserve(vt: VirtualTime, limit: int, usable: int) -> None:
-    limiter = RateLimiter(limit, 1.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep, probe=False)
+    limiter = RateLimiter(
+        limit,
+        1.0,
+        safety_margin=0.03,
+        time_margin=0.0,
+        clock=vt.clock,
+        sleep=vt.sleep,
+        probe=False,
+    )
     starts = await hammer(limiter, vt, callers=5, until=0.999, latency=None)
     assert len(starts) == usable
 
@@ -511,6 +528,9 @@ async def test_no_safety_margin(vt: VirtualTime) -> None:
     "kwargs",
     [
         {"limit": 0},
+        {"shared_margin": 1.0},
+        {"probe_timeout": 0.0},
+        {"probe_timeout": math.inf},
         {"window": 0.0},
         {"window": math.inf},
         {"safety_margin": 1.0},
@@ -586,3 +606,46 @@ async def test_learning_and_pauses_are_logged(
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("katapult_async")]
     assert "rate limit: 100 requests per 2s (from headers)" in messages
     assert any(m.startswith("rate limit reached (limit 100 per 2s): pausing") for m in messages)
+
+
+# --- the bounded probe --------------------------------------------------------------------------
+
+
+async def test_unanswered_probe_lets_others_start_gradually(vt: VirtualTime) -> None:
+    limiter = RateLimiter(None, 60.0, clock=vt.clock, sleep=vt.sleep, probe_timeout=0.3)
+    started: list[float] = []
+
+    async def caller() -> None:
+        await limiter.acquire()
+        started.append(vt.now)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(20)]
+    await vt.advance_to(1.0)
+    # 1 at once, 1 more at 0.3 s, 2 at 0.6 s, 4 at 0.9 s: in flight doubles per timeout
+    assert started == pytest.approx([0.0, 0.3, 0.6, 0.6, 0.9, 0.9, 0.9, 0.9])
+    limiter.observe(permitted=None, remaining=None)  # an answer: the probe is over
+    await vt.advance_to(1.0)
+    assert len(started) == 20
+    await stop(tasks)
+
+
+async def test_an_answer_before_the_probe_timeout_ends_the_probe(vt: VirtualTime) -> None:
+    limiter = RateLimiter(None, 60.0, clock=vt.clock, sleep=vt.sleep, probe_timeout=0.3)
+    await limiter.acquire()
+    waiters = [asyncio.create_task(limiter.acquire()) for _ in range(5)]
+    await vt.advance_to(0.1)
+    assert not any(w.done() for w in waiters)
+    limiter.observe(permitted=None, remaining=None)
+    await vt.advance_to(0.1)
+    assert all(w.done() for w in waiters)
+
+
+async def test_probe_timeout_none_waits_for_the_answer(vt: VirtualTime) -> None:
+    limiter = RateLimiter(None, 60.0, clock=vt.clock, sleep=vt.sleep, probe_timeout=None)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await vt.advance_to(100.0)
+    assert not waiter.done()
+    limiter.release()
+    await vt.advance_to(100.0)
+    assert waiter.done()

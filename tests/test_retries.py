@@ -80,11 +80,11 @@ async def test_timeouts_are_retried_as_transport_errors() -> None:
     async with KatapultSimulator() as sim:
         sim.inject(FaultKind.SLOW_RESPONSE, times=1, delay=1.0)
         (iface,) = sim.add_interfaces(1)
-        async with client_for(sim, timeout=0.2) as client:
+        async with client_for(sim, request_timeout=0.2) as client:
             iface_obj = await client.get_network_interface(iface)
         assert iface_obj.id == iface
         sim.inject(FaultKind.SLOW_RESPONSE, times=5, delay=1.0)
-        async with client_for(sim, timeout=0.1, max_retries=1) as client:
+        async with client_for(sim, request_timeout=0.1, max_retries=1) as client:
             with pytest.raises(ka.RequestTimeoutError):
                 await client.get_network_interface(iface)
 

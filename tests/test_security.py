@@ -107,7 +107,7 @@ async def sim() -> AsyncIterator[KatapultSimulator]:
 
 def client_for(base_url: str, token: str = TOKEN, **options: Any) -> ka.KatapultClient:
     options.setdefault("max_retries", 1)
-    options.setdefault("timeout", 2.0)
+    options.setdefault("request_timeout", 2.0)
     options.setdefault("poll_interval", 0.02)
     options.setdefault("max_poll_interval", 0.05)
     return ka.KatapultClient(token, base_url=base_url, **options)
@@ -197,7 +197,7 @@ async def test_no_secret_in_errors_logs_or_reprs_under_every_fault(
             await call
         texts.extend(exception_texts(info.value))
 
-    async with client_for(sim.base_url, timeout=0.3) as client:
+    async with client_for(sim.base_url, request_timeout=0.3) as client:
         texts.append(repr(client))
         for kind, extra in [
             (FaultKind.SERVICE_UNAVAILABLE, {}),
@@ -224,7 +224,9 @@ async def test_no_secret_in_errors_logs_or_reprs_under_every_fault(
     async with KatapultSimulator(token=TOKEN, task_never_finish_rate=1.0) as stuck:
         (iface,) = stuck.add_interfaces(1)
         async with client_for(stuck.base_url) as client:
-            await expect_error(client.update_speed_profile(iface, "1gbps", wait=True, timeout=0.1))
+            await expect_error(
+                client.update_speed_profile(iface, "1gbps", wait=True, task_timeout=0.1)
+            )
     # Nothing listens on a port just closed: a connection refused.
     async with serving({}) as (root, _):
         closed = root
@@ -245,7 +247,7 @@ async def test_no_secret_in_bulk_results_or_journal(
     journal = tmp_path / "bulk.journal.jsonl"
     pairs: list[Any] = [(i, "1gbps") for i in ids]
     pairs += [("vmnet_doesnotexist00", "1gbps"), ("bad id", "1gbps"), (ids[0], "10mbps")]
-    async with client_for(sim.base_url, timeout=0.5) as client:
+    async with client_for(sim.base_url, request_timeout=0.5) as client:
         results = [r async for r in client.bulk_update_speed_profiles(pairs, journal=journal)]
     assert sorted(r.index for r in results) == list(range(len(pairs)))
     assert {r.outcome for r in results} >= {Outcome.COMPLETED, Outcome.ERROR}

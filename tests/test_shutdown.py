@@ -38,7 +38,7 @@ def sim() -> Iterator[SimulatorThread]:
 def make_client(sim: SimulatorThread, **options: Any) -> KatapultClient:
     options.setdefault("poll_interval", 0.5)
     options.setdefault("max_poll_interval", 1.0)
-    options.setdefault("timeout", 10.0)
+    options.setdefault("request_timeout", 10.0)
     return KatapultClient(sim.token, base_url=sim.base_url, **options)
 
 

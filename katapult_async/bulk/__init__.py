@@ -1,6 +1,7 @@
 """The bulk engine: many speed-profile updates, exactly one :class:`UpdateResult` per input pair.
 
-:func:`bulk_update` pulls ``(interface, speed_profile)`` pairs lazily from a sync or async iterable
+:func:`bulk_update` pulls ``(interface, speed_profile)`` pairs (or triples that add the previous
+profile) lazily from a sync or async iterable
 and hands each to one of ``concurrency`` long-lived worker coroutines. A worker validates the pair,
 skips duplicates, consults the journal, sends the PATCH, waits for the task and puts the result on a
 small bounded queue that the caller drains by iterating. No task is created per item, and nothing
@@ -8,16 +9,28 @@ grows with the input except a compact index of the interface ids seen (16 bytes 
 
 Journal (``journal=path``): a JSON Lines file, appended to and flushed after every line::
 
+    {"event": "attempt", "index": 3, "interface_id": "vmnet_...", "speed_profile": "1gbps",
+     "at": 1700000000.101}
     {"event": "submitted", "index": 3, "interface_id": "vmnet_...", "speed_profile": "1gbps",
-     "task_id": "task_...", "at": 1700000000.123}
+     "task_id": "task_...", "at": 1700000000.123, "task": {"id": "task_...", "name": "...",
+     "status": "pending", "created_at": 1700000000.1, ...}}
     {"event": "result", "index": 3, "interface_id": "vmnet_...", "speed_profile": "1gbps",
      "outcome": "completed", "task_id": "task_...", "error": null, "error_type": null,
-     "at": 1700000002.456}
+     "at": 1700000002.456, "task": {...}}
 
-A ``submitted`` line is written the moment a PATCH is accepted (before waiting for the task); a
-``result`` line when an item finishes (with ``wait=False`` only the ``result`` line, whose outcome is
-``submitted``, since it carries the same task id). ``index`` is the position in that run's input;
-``speed_profile`` is the requested id or permalink as given. The API token never reaches this module.
+An ``attempt`` line is written just before each PATCH is sent; a ``submitted`` line the moment a
+PATCH is accepted (before waiting for the task); a ``result`` line when an item finishes (with
+``wait=False`` only the ``result`` line, whose outcome is ``submitted``, since it carries the same
+task id). ``index`` is the position in that run's input; ``speed_profile`` is the requested id or
+permalink as given; ``task`` is the task as last seen, whole (times in unix seconds). Optional keys:
+``previous_speed_profile`` (when known), ``confirmed_after_lost_response`` (result lines, when true).
+Journals written before these keys existed are read as before. The API token never reaches this
+module.
+
+One journal, one run: the run holds an exclusive advisory lock on the file (``flock`` on POSIX,
+``msvcrt.locking`` on Windows) from its first iteration to its end; a second run on the same
+journal raises :class:`~katapult_async.errors.JournalInUseError` before it sends anything. With
+``journal_fsync=True`` the file is also fsync-ed at most 100 ms after any line and at the end.
 
 On a rerun with the same journal, the latest relevant line for each interface decides, when it is for
 the same requested profile:
@@ -29,6 +42,9 @@ the same requested profile:
   has not finished, polled, but not re-PATCHed (if the API no longer knows the task, the PATCH is
   sent again); with ``wait=False`` the item is reported ``submitted`` again without a request.
   These results are marked ``resumed=True`` too.
+* an ``attempt`` with no answer recorded after it (the run stopped while the PATCH was out, or its
+  answer was an error that may hide an applied change): the item is sent again, and if the API
+  answers ``already_assigned`` it is confirmed as after a lost response (see :func:`bulk_update`).
 * anything else (``failed``, errors before a PATCH was accepted, a different profile, no line): the
   item is sent as usual.
 
@@ -44,15 +60,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sized
 from typing import Protocol
 
 from katapult_async._callbacks import ProgressCallback
 from katapult_async.bulk._engine import PROGRESS_INTERVAL as PROGRESS_INTERVAL
 from katapult_async.bulk._engine import _BulkRun
-from katapult_async.errors import DuplicateItemError, UnconfirmedUpdateError
+from katapult_async.bulk._item import DEFAULT_CONFIRM_HORIZON as DEFAULT_CONFIRM_HORIZON
+from katapult_async.errors import DuplicateItemError, JournalInUseError, UnconfirmedUpdateError
 from katapult_async.models import (
     BulkProgress,
+    NetworkInterface,
     NetworkInterfaceRef,
     SpeedProfileRef,
     Task,
@@ -61,8 +80,10 @@ from katapult_async.models import (
 )
 
 __all__ = [
+    "DEFAULT_CONFIRM_HORIZON",
     "BulkProgress",
     "DuplicateItemError",
+    "JournalInUseError",
     "SupportsBulkUpdate",
     "UnconfirmedUpdateError",
     "UpdateItem",
@@ -92,6 +113,10 @@ class _Poller(Protocol):
         self, task: Task, /, *, timeout: float | None = ..., submitted_at: float | None = ...
     ) -> Task: ...
 
+    def now(self) -> float: ...
+
+    def expected_duration(self, name: str | None, /) -> float | None: ...
+
 
 class SupportsBulkUpdate(Protocol):
     """The part of :class:`~katapult_async.client.KatapultClient` that :func:`bulk_update` uses."""
@@ -102,7 +127,11 @@ class SupportsBulkUpdate(Protocol):
 
     async def get_task(self, task_id: str, /) -> Task: ...
 
-    async def wait_for_task(self, task: str, /, *, timeout: float | None = ...) -> Task: ...
+    async def wait_for_task(self, task: str, /, *, task_timeout: float | None = ...) -> Task: ...
+
+    async def get_network_interface(self, interface: NetworkInterfaceRef, /) -> NetworkInterface:
+        """Used only with ``record_previous=True``."""
+        ...
 
     @property
     def poller(self) -> _Poller: ...
@@ -122,8 +151,12 @@ def bulk_update(
     wait: bool = True,
     on_progress: ProgressCallback[BulkProgress] | None = None,
     journal: str | os.PathLike[str] | None = None,
-    timeout: float | None = None,
+    task_timeout: float | None = None,
     total: int | None = None,
+    journal_fsync: bool = False,
+    record_previous: bool = False,
+    confirm_horizon: float | None = None,
+    timeout: float | None = None,
 ) -> AsyncGenerator[UpdateResult, None]:
     """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
@@ -131,14 +164,19 @@ def bulk_update(
     gets exactly one result, and one item's failure never stops the others:
 
     * the task completed: ``COMPLETED`` (with the final task);
-    * the API said the profile is already assigned: ``ALREADY_ASSIGNED``, unless that answer came
-      to the retry of a PATCH whose response was lost: the lost attempt made the assignment and
-      its unseen task may still fail and undo it, so the result is an ``ERROR`` with an
-      :class:`UnconfirmedUpdateError` (a rerun confirms it);
+    * the API said the profile is already assigned: ``ALREADY_ASSIGNED``. When that answer came
+      to the retry of a PATCH whose response was lost (or follows a journaled ``attempt`` with no
+      recorded answer), the lost attempt made the assignment and its unseen task may still fail
+      and undo it, so the engine confirms: it waits out the task horizon (``confirm_horizon``)
+      and sends the PATCH again. ``already_assigned`` again: ``ALREADY_ASSIGNED``; accepted (the
+      unseen task failed and reverted): the new task is followed to ``COMPLETED`` or ``FAILED``.
+      Either way the result has ``confirmed_after_lost_response=True``; this costs one request
+      per lost response. Only if the confirming PATCH itself fails (its retries exhausted) is the
+      result an ``ERROR`` with an :class:`UnconfirmedUpdateError`;
     * the task failed: ``FAILED`` (``task`` and ``error`` say how);
     * ``wait=False`` and the PATCH was accepted: ``SUBMITTED`` (with the pending task);
-    * anything else: ``ERROR`` with ``error`` (and ``task`` if one was seen). That includes a pair
-      that is not a 2-tuple/list or holds a malformed id or profile (nothing is sent), a task
+    * anything else: ``ERROR`` with ``error`` (and ``task`` if one was seen). That includes an item
+      that is not a 2- or 3-tuple/list or holds a malformed id or profile (nothing is sent), a task
       timeout, an API or transport error after the client's retries, and a repeated interface: each
       interface is sent once per run, a later pair for it gets a :class:`DuplicateItemError`.
 
@@ -153,39 +191,58 @@ def bulk_update(
     accepted PATCH, written the moment it was accepted, so a rerun polls those tasks) and leaves no
     task behind. Prefer ``aclosing`` over a bare
     ``break``, which leaves the clean-up to the garbage collector. A PATCH whose answer had not come
-    when the run was stopped is not in the journal; a rerun sends it again and the API answers
-    ``already_assigned`` if it had landed.
+    when the run was stopped has an ``attempt`` line and no answer; a rerun sends it again and,
+    if the API answers ``already_assigned``, confirms it as after a lost response.
 
     Args:
         client: A :class:`~katapult_async.client.KatapultClient` (or any object with its
             ``update_speed_profile``, ``wait_for_task``, ``poller`` and ``rate_limit``).
         updates: A sync or async iterable of ``(interface, speed_profile)`` pairs, in the forms
-            :meth:`~katapult_async.client.KatapultClient.update_speed_profile` accepts. An iterator
-            passed in is left open; one this function creates (from an iterable) is closed.
+            :meth:`~katapult_async.client.KatapultClient.update_speed_profile` accepts, or of
+            ``(interface, speed_profile, previous_speed_profile)`` triples (previous: a string, a
+            :class:`SpeedProfileRef` or ``None``), whose third element becomes the result's
+            ``previous_speed_profile``. An iterator passed in is left open; one this function
+            creates (from an iterable) is closed.
         concurrency: How many items may be in progress at once (default 16).
         wait: Wait for each task to finish (default). ``False``: stop once the PATCH is accepted.
         on_progress: Called, sync or async, with a :class:`BulkProgress` after items finish, at
             most every :data:`PROGRESS_INTERVAL` seconds, and once more when the run ends normally.
             An exception it raises ends the run (after the clean-up described above).
         journal: A JSON Lines file to append progress to and to resume from (see the module
-            documentation). Items already done in it are not sent again.
-        timeout: Seconds to wait for each task before its result is an ``ERROR`` with a
+            documentation). Items already done in it are not sent again. Locked for the run.
+        task_timeout: Seconds to wait for each task before its result is an ``ERROR`` with a
             :class:`~katapult_async.errors.TaskTimeoutError`; ``None`` waits as long as it takes.
         total: The number of pairs, for ``BulkProgress.total`` and ``eta``; defaults to
             ``len(updates)`` when ``updates`` has a length.
+        journal_fsync: Also ``fsync`` the journal at most 100 ms after any line and at the end,
+            so that a power loss loses at most that much (default False: flushed to the OS only).
+        record_previous: For items without a previous profile, read the interface
+            (``get_network_interface``, one request) before its PATCH and record its current
+            profile as ``previous_speed_profile`` (in the result and the journal). An error
+            reading it is the item's ``ERROR`` (nothing is PATCHed).
+        confirm_horizon: Seconds a confirmation waits before its PATCH. ``None`` (default):
+            learned, 1.5 x the p99 of the times this run's tasks took to be seen done, or 2 x
+            the poller's learned aim for the task name, or :data:`DEFAULT_CONFIRM_HORIZON`
+            (10 s) when nothing is learned yet.
+        timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
 
     Returns:
         An async generator of results.
 
     Raises:
         ValueError, TypeError: at once, for invalid options or an ``updates`` that is not iterable.
+        JournalInUseError: on the first iteration, before any request, when another run holds
+            the journal.
         Exception: while iterating, an exception raised by the input iterator, after the items in
             progress have finished and been yielded; an ``OSError`` writing the journal, at once.
     """
+    task_timeout = _renamed_timeout(timeout, task_timeout, stacklevel=3)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive or None, got {timeout!r}")
+    if task_timeout is not None and not task_timeout > 0:
+        raise ValueError(f"task_timeout must be positive or None, got {task_timeout!r}")
+    if confirm_horizon is not None and not confirm_horizon >= 0:
+        raise ValueError(f"confirm_horizon must be >= 0 or None, got {confirm_horizon!r}")
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise ValueError(f"total must be a non-negative int or None, got {total!r}")
     sized_total: int | None = None
@@ -204,7 +261,24 @@ def bulk_update(
         wait=wait,
         on_progress=on_progress,
         journal_path=os.fspath(journal) if journal is not None else None,
-        timeout=timeout,
+        task_timeout=task_timeout,
         total=total if total is not None else sized_total,
+        journal_fsync=journal_fsync,
+        record_previous=record_previous,
+        confirm_horizon=confirm_horizon,
     )
     return run.results()
+
+
+def _renamed_timeout(old: float | None, new: float | None, *, stacklevel: int) -> float | None:
+    """``task_timeout``, taking the deprecated ``timeout`` spelling with a warning."""
+    if old is None:
+        return new
+    warnings.warn(
+        "timeout= is deprecated: use task_timeout= (seconds to wait for each task)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    if new is not None:
+        raise TypeError("give task_timeout= only, not also the deprecated timeout=")
+    return old

@@ -50,8 +50,11 @@ class _BulkRun:
         wait: bool,
         on_progress: ProgressCallback[BulkProgress] | None,
         journal_path: str | None,
-        timeout: float | None,
+        task_timeout: float | None,
         total: int | None,
+        journal_fsync: bool = False,
+        record_previous: bool = False,
+        confirm_horizon: float | None = None,
     ) -> None:
         self._client = client
         self._source = _PairSource(updates)
@@ -59,7 +62,11 @@ class _BulkRun:
         self._buffer = min(concurrency, _MAX_RESULT_BUFFER)
         self._wait = wait
         self._journal_path = journal_path
-        self._timeout = timeout
+        self._timeout = task_timeout
+        self._journal_fsync = journal_fsync
+        self._record_previous = record_previous
+        self._confirm_horizon = confirm_horizon
+        self.processor: _ItemProcessor | None = None
         self._progress = _Progress(client, total=total, on_progress=on_progress)
         self._fatal: BaseException | None = None
         self._journal: _Journal | None = None
@@ -74,15 +81,18 @@ class _BulkRun:
         progress = self._progress
         progress.start()
         try:
-            self._source.open()
             if self._journal_path is not None:
-                self._journal = _Journal(self._journal_path)
-            processor = _ItemProcessor(
+                # First: a journal another run holds (JournalInUseError) stops it before anything.
+                self._journal = _Journal(self._journal_path, fsync=self._journal_fsync)
+            self._source.open()
+            processor = self.processor = _ItemProcessor(
                 self._client,
                 wait=self._wait,
-                timeout=self._timeout,
+                task_timeout=self._timeout,
                 journal=self._journal,
                 progress=progress,
+                record_previous=self._record_previous,
+                confirm_horizon=self._confirm_horizon,
             )
             queue = self._queue = asyncio.Queue(self._buffer)
             self._live = self._workers

@@ -2,29 +2,42 @@
 
 :class:`JournalRecord` is one line; :func:`dumps` and :func:`loads` turn it into text and back
 through the package's one converter (:mod:`katapult_async._convert`). ``_Journal`` is the file a
-run appends to and resumes from; the format and the resume rules are documented in
-:mod:`katapult_async.bulk`.
+run appends to and resumes from, holding an exclusive advisory lock on it for the run's lifetime
+(``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows); the format and the resume rules are
+documented in :mod:`katapult_async.bulk`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import time
+from datetime import datetime
 from typing import IO, Any, Literal, TypeAlias
 
 import attrs
 import cattrs
 
 from katapult_async._convert import converter
-from katapult_async.models import Outcome, UpdateResult
+from katapult_async.errors import JournalInUseError
+from katapult_async.models import Outcome, SpeedProfileRef, Task, UpdateResult
 
 __all__ = ["JournalEvent", "JournalRecord", "dumps", "loads"]
 
-JournalEvent: TypeAlias = Literal["submitted", "result"]
-"""``submitted``: a PATCH was accepted (its task not yet finished); ``result``: an item finished."""
+JournalEvent: TypeAlias = Literal["attempt", "submitted", "result"]
+"""``attempt``: a PATCH is about to be sent; ``submitted``: a PATCH was accepted (its task not yet
+finished); ``result``: an item finished."""
 
-_RESULT_ONLY = ("outcome", "error", "error_type")
-"""The keys of a ``result`` line that a ``submitted`` line does not have."""
+_RESULT_ONLY = ("outcome", "error", "error_type", "confirmed_after_lost_response")
+"""The keys of a ``result`` line that the other lines do not have."""
+
+_OPTIONAL = ("task", "previous_speed_profile")
+"""Keys left out of a line when they hold ``None`` (journals written before them stay readable)."""
+
+FSYNC_INTERVAL = 0.1
+"""With ``journal_fsync=True``, the longest time (seconds) a written line waits for its fsync."""
 
 _FINISHED = (Outcome.COMPLETED, Outcome.ALREADY_ASSIGNED)
 
@@ -33,10 +46,11 @@ _FINISHED = (Outcome.COMPLETED, Outcome.ALREADY_ASSIGNED)
 class JournalRecord:
     """One line of a bulk journal: what happened to one input item.
 
-    A ``result`` record has an ``outcome``; a ``submitted`` one has none (nor an ``error``).
+    A ``result`` record has an ``outcome``; the others have none (nor an ``error``).
 
     Attributes:
-        event: ``"submitted"`` when a PATCH was accepted, ``"result"`` when the item finished.
+        event: ``"attempt"`` just before a PATCH is sent, ``"submitted"`` when a PATCH was
+            accepted, ``"result"`` when the item finished.
         index: The item's position in that run's input (``None`` when a line did not say).
         interface_id: The interface id as given.
         speed_profile: The requested profile (id or permalink) as given.
@@ -45,6 +59,11 @@ class JournalRecord:
         error: The error's message, for ``ERROR`` and ``FAILED`` outcomes.
         error_type: The error's class name, with ``error``.
         at: Unix time of the record, to the millisecond.
+        task: The task as last seen (``submitted`` and ``result`` records), whole.
+        previous_speed_profile: The profile the interface had before, when known (id or
+            permalink).
+        confirmed_after_lost_response: The result was confirmed after a lost response (see
+            :attr:`~katapult_async.models.UpdateResult.confirmed_after_lost_response`).
 
     Raises:
         ValueError: for a ``result`` without an outcome or a ``submitted`` with one.
@@ -59,6 +78,9 @@ class JournalRecord:
     error: str | None = None
     error_type: str | None = None
     at: float | None = None
+    task: Task | None = None
+    previous_speed_profile: str | None = None
+    confirmed_after_lost_response: bool = False
 
     def __attrs_post_init__(self) -> None:
         if (self.event == "result") != (self.outcome is not None):
@@ -84,26 +106,64 @@ class JournalRecord:
             event="result",
             index=result.index,
             interface_id=result.interface_id,
-            speed_profile=result.speed_profile,
+            speed_profile=_profile_text(result.speed_profile),
             outcome=result.outcome,
             task_id=task_id,
             error=str(error) if error is not None else None,
             error_type=type(error).__name__ if error is not None else None,
             at=_now() if at is None else at,
+            task=result.task,
+            previous_speed_profile=(
+                None
+                if result.previous_speed_profile is None
+                else str(result.previous_speed_profile)
+            ),
+            confirmed_after_lost_response=result.confirmed_after_lost_response,
         )
+
+
+def _profile_text(profile: SpeedProfileRef | str | None) -> str:
+    """The journal's text of a requested profile: the id or permalink (``""`` for none)."""
+    return "" if profile is None else str(profile)
+
+
+def _task_data(task: Task) -> dict[str, Any]:
+    """A task as JSON, its times as unix seconds with their fractions (the API's shape)."""
+
+    def unix(value: datetime | None) -> float | None:
+        return None if value is None else value.timestamp()
+
+    return {
+        "id": task.id,
+        "name": task.name,
+        "status": task.status.value,
+        "created_at": unix(task.created_at),
+        "started_at": unix(task.started_at),
+        "finished_at": unix(task.finished_at),
+        "progress": task.progress,
+    }
 
 
 def dumps(record: JournalRecord) -> str:
     """One JSON line for ``record``, without the newline.
 
     The text is ASCII: anything else is escaped, so that even a malformed input string (a lone
-    surrogate) can be written. A ``submitted`` line leaves out ``outcome``, ``error`` and
-    ``error_type``.
+    surrogate) can be written. ``attempt`` and ``submitted`` lines leave out ``outcome``, ``error``,
+    ``error_type`` and ``confirmed_after_lost_response``; a result line leaves out
+    ``confirmed_after_lost_response`` when false; any line leaves out ``task`` and
+    ``previous_speed_profile`` when they are ``None``.
     """
     data: dict[str, Any] = converter.unstructure(record)
-    if record.event == "submitted":
+    if record.event != "result":
         for key in _RESULT_ONLY:
             del data[key]
+    elif not record.confirmed_after_lost_response:
+        del data["confirmed_after_lost_response"]
+    for key in _OPTIONAL:
+        if data[key] is None:
+            del data[key]
+    if record.task is not None:
+        data["task"] = _task_data(record.task)
     return json.dumps(data)
 
 
@@ -121,12 +181,15 @@ def loads(line: str | bytes) -> JournalRecord | None:
         return None
     if not isinstance(data, dict):
         return None
-    if data.get("event") == "submitted":
+    if data.get("event") in ("submitted", "attempt"):
         data = {key: value for key, value in data.items() if key not in _RESULT_ONLY}
+    # A flag, not an int: read apart from the converter, whose strict int hook refuses bools.
+    confirmed = data.pop("confirmed_after_lost_response", False) is True
     try:
-        return converter.structure(data, JournalRecord)
+        record = converter.structure(data, JournalRecord)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
         return None
+    return attrs.evolve(record, confirmed_after_lost_response=True) if confirmed else record
 
 
 def _now() -> float:
@@ -135,26 +198,54 @@ def _now() -> float:
 
 @attrs.frozen(slots=True)
 class _Resumable:
-    """What the journal says about one interface: the profile asked for and how far it got."""
+    """What the journal says about one interface: the profile asked for and how far it got.
+
+    ``outcome`` is COMPLETED/ALREADY_ASSIGNED when done, else None: then ``task_id`` is the
+    accepted task to follow, or, when None, ``attempted`` says a PATCH was sent whose answer was
+    never recorded (it may have been applied).
+    """
 
     speed_profile: str
-    outcome: Outcome | None  # COMPLETED/ALREADY_ASSIGNED when done, None when only accepted
+    outcome: Outcome | None
     task_id: str | None
+    task: Task | None = None
+    previous_speed_profile: str | None = None
+    attempted: bool = False
+    confirmed: bool = False
 
 
 class _Journal:
-    """The append-only journal file: reads the resume state, then writes and flushes lines.
+    """The append-only journal file: locks it, reads the resume state, then writes lines.
+
+    Every line is flushed to the operating system as it is written. With ``fsync=True`` the file
+    is also ``fsync``-ed at most :data:`FSYNC_INTERVAL` after any line (at once if the last fsync
+    is that old, else by a timer on the running loop) and on close, so that a power loss loses at
+    most that much.
 
     Attributes:
         path: The file.
         resumable: The resume state read when opened: interface id -> what the journal knows.
+
+    Raises:
+        JournalInUseError: another run (of any process) holds the file's lock.
+        OSError: the file cannot be opened or read.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, fsync: bool = False) -> None:
         self.path = path
         self.resumable: dict[str, _Resumable] = {}
-        needs_newline = self._load()
+        self._fsync = fsync
+        self._dirty = False
+        self._synced = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
         self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 - closed by close()
+        try:
+            if not _try_lock(self._file):
+                raise JournalInUseError(path)
+            needs_newline = self._load()
+        except BaseException:
+            self._file.close()
+            raise
         if needs_newline:
             # A line cut short by a crash: end it so that our first line parses.
             self._write(b"\n")
@@ -176,29 +267,76 @@ class _Journal:
                     continue
                 interface_id, outcome, task_id = record.interface_id, record.outcome, record.task_id
                 profile = profiles.setdefault(record.speed_profile, record.speed_profile)
-                if record.event == "submitted" or outcome is Outcome.SUBMITTED:
+                previous = record.previous_speed_profile
+                if record.event == "attempt":
+                    # A PATCH sent; until its answer is recorded it may have been applied.
+                    entries[interface_id] = _Resumable(
+                        profile, None, None, previous_speed_profile=previous, attempted=True
+                    )
+                elif record.event == "submitted" or outcome is Outcome.SUBMITTED:
                     if task_id is not None:
-                        entries[interface_id] = _Resumable(profile, None, task_id)
+                        entries[interface_id] = _Resumable(
+                            profile, None, task_id, record.task, previous
+                        )
                 elif outcome in _FINISHED:
-                    entries[interface_id] = _Resumable(profile, outcome, task_id)
+                    entries[interface_id] = _Resumable(
+                        profile,
+                        outcome,
+                        task_id,
+                        record.task,
+                        previous,
+                        confirmed=record.confirmed_after_lost_response,
+                    )
                 elif outcome is Outcome.FAILED:
                     entries.pop(interface_id, None)
                 elif outcome is Outcome.ERROR and task_id is not None:
                     # Accepted, end unknown (a task timeout, say): poll it next time.
-                    entries[interface_id] = _Resumable(profile, None, task_id)
-                # ERROR with no task: nothing was changed; it does not alter the state.
+                    entries[interface_id] = _Resumable(
+                        profile, None, task_id, record.task, previous
+                    )
+                # ERROR with no task: nothing was changed (or, after an attempt, an answer that
+                # may hide a change, which the attempt entry keeps); it does not alter the state.
         return not last.endswith(b"\n")
 
-    def submitted(self, index: int, interface_id: str, speed_profile: str, task_id: str) -> None:
-        """Record that the PATCH of an item was accepted as task ``task_id``."""
+    def attempt(
+        self,
+        index: int,
+        interface_id: str,
+        speed_profile: str,
+        previous_speed_profile: str | None = None,
+    ) -> None:
+        """Record that the PATCH of an item is about to be sent."""
+        self._append(
+            JournalRecord(
+                event="attempt",
+                index=index,
+                interface_id=interface_id,
+                speed_profile=speed_profile,
+                at=_now(),
+                previous_speed_profile=previous_speed_profile,
+            )
+        )
+
+    def submitted(
+        self,
+        index: int,
+        interface_id: str,
+        speed_profile: str,
+        task: Task | str,
+        previous_speed_profile: str | None = None,
+    ) -> None:
+        """Record that the PATCH of an item was accepted as ``task`` (or a bare task id)."""
+        whole = task if isinstance(task, Task) else None
         self._append(
             JournalRecord(
                 event="submitted",
                 index=index,
                 interface_id=interface_id,
                 speed_profile=speed_profile,
-                task_id=task_id,
+                task_id=task.id if isinstance(task, Task) else task,
                 at=_now(),
+                task=whole,
+                previous_speed_profile=previous_speed_profile,
             )
         )
 
@@ -212,7 +350,61 @@ class _Journal:
     def _write(self, data: bytes) -> None:
         self._file.write(data)
         self._file.flush()
+        if self._fsync:
+            self._dirty = True
+            wait = FSYNC_INTERVAL - (time.monotonic() - self._synced)
+            if wait <= 0:
+                self._sync()
+            elif self._timer is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # written outside a loop: nothing could run the timer
+                    self._sync()
+                else:
+                    self._timer = loop.call_later(wait, self._sync)
+
+    def _sync(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._dirty and not self._file.closed:
+            os.fsync(self._file.fileno())
+            self._dirty = False
+        self._synced = time.monotonic()
 
     def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+        """Fsync (with ``fsync=True``), release the lock and close the file. Safe to call twice."""
+        if self._file.closed:
+            return
+        try:
+            if self._fsync:
+                self._sync()
+        finally:
+            self._file.close()  # closing the descriptor releases the lock
+
+
+def _try_lock(file: IO[bytes]) -> bool:
+    """Take an exclusive advisory lock on ``file`` without waiting; False if another holds it.
+
+    POSIX: ``flock`` (per open file: a second open of the same path, even in this process,
+    conflicts). Windows: ``msvcrt.locking`` of the first byte. The lock goes with the descriptor.
+    """
+    if sys.platform == "win32":  # pragma: no cover - not run on the CI's Linux
+        import msvcrt
+
+        position = file.tell()
+        try:
+            file.seek(0)
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            file.seek(position)
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

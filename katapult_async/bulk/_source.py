@@ -90,15 +90,20 @@ class _PairSource:
         self.error = exc
 
 
-def _parse_pair(raw: object) -> tuple[NetworkInterfaceRef, SpeedProfileRef]:
-    """Validate one input pair.
+def _parse_pair(
+    raw: object,
+) -> tuple[NetworkInterfaceRef, SpeedProfileRef, SpeedProfileRef | None]:
+    """Validate one input item: a pair, or a triple whose third element is the previous profile.
 
     Raises:
         TypeError, ValueError: with a message that names the part at fault.
     """
-    if not isinstance(raw, (tuple, list)) or len(raw) != 2:
-        raise TypeError(f"expected an (interface, speed_profile) pair, got {_short_repr(raw)}")
-    interface, speed_profile = raw
+    if not isinstance(raw, (tuple, list)) or len(raw) not in (2, 3):
+        raise TypeError(
+            "expected an (interface, speed_profile) pair or an (interface, speed_profile, "
+            f"previous_speed_profile) triple, got {_short_repr(raw)}"
+        )
+    interface, speed_profile = raw[0], raw[1]
     try:
         iface = NetworkInterfaceRef.parse(interface)
     except (TypeError, ValueError) as exc:
@@ -107,13 +112,25 @@ def _parse_pair(raw: object) -> tuple[NetworkInterfaceRef, SpeedProfileRef]:
         profile = SpeedProfileRef.parse(speed_profile)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"invalid speed profile {_short_repr(speed_profile)}: {exc}") from exc
-    return iface, profile
+    previous: SpeedProfileRef | None = None
+    if len(raw) == 3 and raw[2] is not None:
+        try:
+            previous = SpeedProfileRef.parse(raw[2])
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"invalid previous speed profile {_short_repr(raw[2])}: {exc}") from exc
+    return iface, profile, previous
 
 
-def _texts_of_bad_pair(raw: object) -> tuple[str, str]:
-    """The interface and profile texts for the result of a pair that did not parse."""
-    pair = raw if isinstance(raw, (tuple, list)) and len(raw) == 2 else ("", "")
-    return _as_text(pair[0]), _as_text(pair[1])
+def _parts_of_bad_pair(raw: object) -> tuple[str, SpeedProfileRef | None]:
+    """The interface text and the requested profile (if it parses) of an item that did not."""
+    pair = raw if isinstance(raw, (tuple, list)) and len(raw) in (2, 3) else ("", None)
+    profile: SpeedProfileRef | None = None
+    if isinstance(pair[1], (str, SpeedProfileRef)):
+        try:
+            profile = SpeedProfileRef.parse(pair[1])
+        except (TypeError, ValueError):
+            profile = None
+    return _as_text(pair[0]), profile
 
 
 def _as_text(value: object) -> str:

@@ -20,6 +20,9 @@ This module holds the group and registers the commands; the private modules own 
 - ``_input``: bulk input files (CSV, JSON Lines) read into checked rows.
 - ``_view``: a bulk run's counts, its live display and its summary.
 - ``_bulk``: the ``bulk`` command, its dry run and its results file.
+- ``_select``: the selection options (``--organization``, ``--annotation``, ``--vm``, ``--to``).
+- ``_plan``: the ``plan`` command, and reading a plan back for ``bulk PLAN``.
+- ``_undo``: the ``undo`` command.
 - ``_sim``: ``simulate`` and ``demo``, which run the API simulator.
 """
 
@@ -31,10 +34,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from katapult_async.cli._app import Settings, setup_logging
+from katapult_async.cli._app import Settings, global_options_after_subcommand, setup_logging
 from katapult_async.cli._bulk import bulk
 from katapult_async.cli._commands import interfaces, profiles, task_command, update
+from katapult_async.cli._plan import plan
 from katapult_async.cli._sim import demo, simulate
+from katapult_async.cli._undo import undo
 from katapult_async.client import DEFAULT_BASE_URL, TOKEN_ENV_VAR
 
 __all__ = ["main"]
@@ -73,5 +78,11 @@ main.add_command(task_command)
 main.add_command(profiles)
 main.add_command(interfaces)
 main.add_command(bulk)
+main.add_command(plan)
+main.add_command(undo)
 main.add_command(simulate)
 main.add_command(demo)
+
+# `katapult-async bulk FILE --base-url ...`, as users type them.
+for _command in main.commands.values():
+    global_options_after_subcommand(_command)

@@ -115,6 +115,56 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def _override_token_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        settings_of(ctx).token_file = value
+
+
+def _override_base_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        settings_of(ctx).base_url = value
+
+
+def _override_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        settings = settings_of(ctx)
+        was = settings.verbose
+        settings.verbose = max(was, value)
+        if not was:
+            setup_logging(ctx, settings)
+
+
+def global_options_after_subcommand(command: click.Command) -> None:
+    """Accept the group's ``--token-file``, ``--base-url`` and ``-v`` after the subcommand too.
+
+    Given there, they override the group's (they are processed after it).
+    """
+    command.params.extend(
+        [
+            click.Option(
+                ["--token-file"],
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                expose_value=False,
+                callback=_override_token_file,
+                help="As before the command: read the API token from this file.",
+            ),
+            click.Option(
+                ["--base-url"],
+                expose_value=False,
+                callback=_override_base_url,
+                help="As before the command: the Katapult Core API base URL.",
+            ),
+            click.Option(
+                ["-v", "--verbose"],
+                count=True,
+                expose_value=False,
+                callback=_override_verbose,
+                help="As before the command: -v for INFO, -vv for DEBUG.",
+            ),
+        ]
+    )
+
+
 def setup_logging(ctx: click.Context, settings: Settings) -> None:
     """Log the library's records to stderr through rich at INFO (``-v``) or DEBUG (``-vv``)."""
     if not settings.verbose:

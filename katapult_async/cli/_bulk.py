@@ -12,7 +12,7 @@ import array
 import contextlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -22,9 +22,12 @@ import click
 from rich.live import Live
 
 from katapult_async._http import new_session
-from katapult_async.bulk import DuplicateItemError
+from katapult_async.bulk import DuplicateItemError, JournalInUseError
+from katapult_async.bulk._journal import JournalRecord
+from katapult_async.bulk._journal import dumps as journal_line
 from katapult_async.cli._app import (
     EXIT_FAILURE,
+    CommandError,
     Settings,
     error_message,
     run_command,
@@ -32,6 +35,8 @@ from katapult_async.cli._app import (
 )
 from katapult_async.cli._commands import org_lookup
 from katapult_async.cli._input import BulkInput, Row
+from katapult_async.cli._plan import PlanFile, is_plan_file
+from katapult_async.cli._select import Selection, selection_options
 from katapult_async.cli._view import (
     REFRESH_PER_SECOND,
     BulkState,
@@ -41,7 +46,7 @@ from katapult_async.cli._view import (
     print_summary,
 )
 from katapult_async.client import KatapultClient
-from katapult_async.models import Outcome, UpdateResult
+from katapult_async.models import Outcome, UpdateItem, UpdateResult
 
 
 def counting_session(counts: RequestCounts) -> aiohttp.ClientSession:
@@ -81,18 +86,28 @@ class ResultsWriter:
         outcome: Outcome,
         task_id: str | None,
         error: str | None,
+        result: UpdateResult | None = None,
     ) -> None:
+        """One line in the journal's record format (a ``result`` :class:`JournalRecord`), plus
+        ``line``; ``error`` in the user's terms (line numbers), redacted."""
         if self._file is None:
             return
-        record = {
-            "line": line,
-            "interface_id": interface_id,
-            "speed_profile": speed_profile,
-            "outcome": outcome.value,
-            "task_id": task_id,
-            "error": self._settings.redact(error) if error is not None else None,
-        }
-        self._file.write(json.dumps(record) + "\n")
+        if result is not None:
+            record = JournalRecord.from_result(result)
+        else:  # a bad input row: nothing was sent
+            record = JournalRecord(
+                event="result",
+                interface_id=interface_id,
+                speed_profile=speed_profile,
+                outcome=outcome,
+                task_id=task_id,
+                error=error,
+                error_type="InvalidInput" if error is not None else None,
+            )
+        data = json.loads(journal_line(record))
+        data["line"] = line
+        data["error"] = self._settings.redact(error) if error is not None else None
+        self._file.write(json.dumps(data) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -110,6 +125,14 @@ class BulkOptions:
     journal: Path | None
     wait: bool
     timeout: float | None
+    durable: bool = False
+    record_previous: bool = False
+
+
+class JournalBusyError(CommandError):
+    """The journal is held by another run (``JournalInUseError``): exit status 2."""
+
+    exit_code = 2
 
 
 def _failure_text(line: int | None, interface_id: str, profile: str, message: str) -> str:
@@ -133,12 +156,16 @@ def _result_message(result: UpdateResult, lines: array.array[int]) -> str | None
 async def run_bulk(
     settings: Settings,
     client: KatapultClient,
-    rows: Iterable[Row],
+    rows: Iterable[Row] | AsyncIterable[Row],
     options: BulkOptions,
     state: BulkState,
     writer: ResultsWriter,
 ) -> None:
-    """Feed the good rows to the bulk engine behind the live display; record every result."""
+    """Feed the good rows to the bulk engine behind the live display; record every result.
+
+    A row with a ``previous`` profile (from a plan) is sent as a triple, so that the journal
+    records it for ``undo``.
+    """
     # Engine input position -> line number; 8 bytes an item, the one thing kept per item.
     lines: array.array[int] = array.array("q")
 
@@ -153,41 +180,60 @@ async def run_bulk(
             error=row.message,
         )
 
-    def items() -> Iterator[tuple[str, str]]:
+    def item_of(row: Row) -> UpdateItem | None:
+        if row.problem is not None:
+            record_bad(row)
+            return None
+        lines.append(row.line)
+        if row.previous is not None:
+            return row.interface, row.speed_profile, row.previous
+        return row.interface, row.speed_profile
+
+    def items() -> Iterator[UpdateItem]:
+        assert not isinstance(rows, AsyncIterable)
         for row in rows:
-            if row.problem is not None:
-                record_bad(row)
-                continue
-            lines.append(row.line)
-            yield row.interface, row.speed_profile
+            item = item_of(row)
+            if item is not None:
+                yield item
+
+    async def async_items() -> AsyncIterator[UpdateItem]:
+        assert isinstance(rows, AsyncIterable)
+        async for row in rows:
+            item = item_of(row)
+            if item is not None:
+                yield item
 
     view = BulkView(state)
     results = client.bulk_update_speed_profiles(
-        items(),
+        async_items() if isinstance(rows, AsyncIterable) else items(),
         concurrency=options.concurrency,
         wait=options.wait,
         on_progress=view.on_progress,
         journal=options.journal,
-        timeout=options.timeout,
+        task_timeout=options.timeout,
         total=state.total,
+        journal_fsync=options.durable,
+        record_previous=options.record_previous,
     )
 
     def record(result: UpdateResult) -> None:
         line = lines[result.index] if 0 <= result.index < len(lines) else None
+        profile = "" if result.speed_profile is None else str(result.speed_profile)
         message = _result_message(result, lines)
         failure = None
         if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             failure = settings.redact(
-                _failure_text(line, result.interface_id, result.speed_profile, message or "")
+                _failure_text(line, result.interface_id, profile, message or "")
             )
         state.add(result.outcome, failure, resumed=result.resumed)
         writer.write(
             line=line,
             interface_id=result.interface_id,
-            speed_profile=result.speed_profile,
+            speed_profile=profile,
             outcome=result.outcome,
             task_id=result.task.id if result.task is not None else None,
             error=message,
+            result=result,
         )
 
     try:
@@ -214,7 +260,10 @@ async def _bulk(
             rate_limit=options.rate_limit, rate_limit_window=options.window, session=session
         )
         async with client:
-            await run_bulk(settings, client, rows, options, state, writer)
+            try:
+                await run_bulk(settings, client, rows, options, state, writer)
+            except JournalInUseError as exc:  # before anything was sent
+                raise JournalBusyError(settings.redact(error_message(exc))) from None
     print_summary(settings.out, state)
     return EXIT_FAILURE if state.any_failed else 0
 
@@ -256,7 +305,14 @@ async def _dry_run(
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@selection_options
+@click.option(
+    "--record-previous",
+    is_flag=True,
+    help="Read each interface's profile before its PATCH (one extra request each) and record "
+    "it in the journal, for `undo`. Applying a plan records it from the plan instead.",
+)
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -287,21 +343,31 @@ async def _dry_run(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write one JSON line per item: line, interface_id, speed_profile, outcome, task_id, error.",
 )
-@click.option("--dry-run", is_flag=True, help="Only validate the input; send no update.")
 @click.option(
-    "--organization",
-    help="With --dry-run: check the speed profiles against this organization (org_... or "
-    "sub-domain).",
+    "--dry-run",
+    is_flag=True,
+    help="Only validate the input; send no update (with FILE and --organization: check the "
+    "speed profiles against the organization).",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds to wait for each task before it counts as an error.",
 )
+@click.option(
+    "--durable",
+    is_flag=True,
+    help="fsync the journal at least every 100 ms, so that a power loss loses at most that much.",
+)
 @click.pass_context
 def bulk(
     ctx: click.Context,
-    file: str,
+    file: str | None,
+    organization: str | None,
+    annotations: tuple[tuple[str, str], ...],
+    vms: tuple[str, ...],
+    to: str | None,
+    record_previous: bool,
     concurrency: int,
     rate_limit: int | None,
     window: float,
@@ -309,10 +375,14 @@ def bulk(
     no_wait: bool,
     output: Path | None,
     dry_run: bool,
-    organization: str | None,
     timeout: float | None,
+    durable: bool,
 ) -> None:
-    """Update many interfaces from FILE (CSV or JSON Lines; - for stdin).
+    """Update many interfaces from FILE (CSV or JSON Lines; - for stdin), a PLAN, or a selection.
+
+    Instead of FILE, select the interfaces with --organization ORG [--annotation KEY=VALUE]...
+    and/or --vm VM..., and give --to PROFILE. Given a PLAN (the --output of `plan`), only its
+    `change` items are sent, and each one's previous profile is journaled for `undo`.
 
     A CSV file has the header `interface,speed_profile`; a JSON Lines file has one object
     `{"interface": ..., "speed_profile": ...}` a line. Bad rows are reported with their line
@@ -320,8 +390,31 @@ def bulk(
     resumes without updating the interfaces already done. Exit status 1 if any item failed.
     """
     settings = settings_of(ctx)
-    if organization is not None and not dry_run:
-        raise click.UsageError("--organization is only used with --dry-run")
+    selection = Selection(organization, annotations, vms, to)
+    check_profiles = dry_run and file is not None and not (annotations or vms or to)
+    if not check_profiles:
+        selection.check(file)
+    if file is None or is_plan_file(file):
+        if dry_run:
+            raise click.UsageError("--dry-run checks a FILE; use `plan` for a selection or a plan")
+        _bulk_selection_or_plan(
+            ctx,
+            settings,
+            file,
+            selection,
+            BulkOptions(
+                concurrency=concurrency,
+                rate_limit=rate_limit,
+                window=window,
+                journal=journal,
+                wait=not no_wait,
+                timeout=timeout,
+                durable=durable,
+                record_previous=record_previous,
+            ),
+            output,
+        )
+    assert file is not None
     try:
         source = BulkInput(file)
     except OSError as exc:
@@ -343,6 +436,8 @@ def bulk(
             journal=journal,
             wait=not no_wait,
             timeout=timeout,
+            durable=durable,
+            record_previous=record_previous,
         )
         writer = ResultsWriter(output, settings)
         with contextlib.closing(writer):
@@ -359,4 +454,57 @@ def bulk(
                 lambda: _bulk(settings, source.rows(), options, state, writer),
                 on_interrupt=interrupted,
             )
+    ctx.exit(code)
+
+
+def _bulk_selection_or_plan(
+    ctx: click.Context,
+    settings: Settings,
+    plan_path: str | None,
+    selection: Selection,
+    options: BulkOptions,
+    output: Path | None,
+) -> None:
+    """``bulk PLAN`` (its ``change`` items, with their previous profiles) or ``bulk --organization
+    ... --to PROFILE`` (the selected interfaces, read a page at a time)."""
+    plan_file = PlanFile(plan_path) if plan_path is not None else None
+    journal = options.journal
+    if journal is None:
+        journal = Path(
+            f"{plan_path}.journal.jsonl" if plan_path is not None else selection.journal_name()
+        )
+        options = attrs.evolve(options, journal=journal)
+    state = BulkState(total=plan_file.count() if plan_file is not None else None, wait=options.wait)
+    if plan_file is None:
+        settings.out.print(
+            f"selected: {selection.describe()} → {selection.to}; journal {journal}", highlight=False
+        )
+
+    async def work() -> int:
+        async with counting_session(state.requests) as session:
+            client = settings.client(
+                rate_limit=options.rate_limit, rate_limit_window=options.window, session=session
+            )
+            async with client:
+                rows: Iterable[Row] | AsyncIterable[Row] = (
+                    plan_file.rows() if plan_file is not None else selection.rows(client)
+                )
+                await run_bulk(settings, client, rows, options, state, writer)
+        print_summary(settings.out, state)
+        if plan_file is not None:
+            skipped = ", ".join(f"{n} {action}" for action, n in sorted(plan_file.skipped.items()))
+            settings.out.print(
+                f"plan: {plan_file.changes} change items applied; skipped: {skipped or 'none'}",
+                highlight=False,
+            )
+        return EXIT_FAILURE if state.any_failed else 0
+
+    writer = ResultsWriter(output, settings)
+    with contextlib.closing(writer):
+
+        def interrupted() -> None:
+            print_summary(settings.out, state, interrupted=True)
+            settings.out.print("[bold yellow]interrupted: resume with the same command[/]")
+
+        code = run_command(settings, work, on_interrupt=interrupted)
     ctx.exit(code)

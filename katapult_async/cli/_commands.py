@@ -91,7 +91,7 @@ async def _update(
             with _task_progress(out) as progress:
                 bar = _TaskBar(progress, interface)
                 task = await client.update_speed_profile(
-                    interface, profile, wait=True, on_progress=bar, timeout=timeout
+                    interface, profile, wait=True, on_progress=bar, task_timeout=timeout
                 )
                 bar(task)
         except SpeedProfileAlreadyAssignedError:
@@ -122,7 +122,7 @@ async def _show_task(settings: Settings, task_id: str, wait: bool, timeout: floa
                 bar = _TaskBar(progress)
                 bar(task)
                 try:
-                    task = await client.wait_for_task(task, on_progress=bar, timeout=timeout)
+                    task = await client.wait_for_task(task, on_progress=bar, task_timeout=timeout)
                 except TaskFailedError as exc:
                     task = exc.task
                 bar(task)

@@ -31,6 +31,8 @@ class Row:
     interface: str
     speed_profile: str
     problem: str | None = None
+    previous: str | None = None
+    """The profile the interface had before, when known (from a plan or a journal)."""
 
     @property
     def message(self) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 import click
 
 from katapult_async.cli._app import EXIT_FAILURE, Settings, run_command, settings_of
@@ -20,9 +22,10 @@ from katapult_async.cli._bulk import BulkOptions, ResultsWriter, counting_sessio
 from katapult_async.cli._input import INPUT_COLUMNS, Row
 from katapult_async.cli._view import BulkState, duration, print_summary
 from katapult_async.client import KatapultClient
+from katapult_async.models import Outcome
 
 if TYPE_CHECKING:
-    from katapult_async.testing import KatapultSimulator, SimulatorConfig
+    from katapult_async.testing import ConfigOption, KatapultSimulator, SimulatorConfig
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -70,11 +73,52 @@ def _option(flag: str, **overrides: Any) -> Callable[[FC], FC]:
     return click.option(flag, **{**_OPTIONS[flag], **overrides})
 
 
+_CLI_ONLY = ("--interfaces", "--interfaces-file")
+"""The ``simulate`` options that are not simulator settings (the rest come from the simulator)."""
+
+
+def _config_option(option: ConfigOption) -> Callable[[FC], FC]:
+    """The click option of one of the simulator's :func:`~katapult_async.testing.config_options`."""
+    kwargs: dict[str, Any]
+    if option.is_flag:
+        kwargs = {"flag_value": option.flag_value, "default": option.default}
+    elif option.choices:
+        kwargs = {"type": click.Choice(option.choices), "default": option.default}
+    else:
+        kwargs = {"type": option.type, "default": option.default}
+    return click.option(
+        option.flag, option.name, help=option.help, show_default=not option.is_flag, **kwargs
+    )
+
+
 def _simulate_options(command: FC) -> FC:
-    """Add every option of :data:`_OPTIONS` to ``command``, in order."""
-    for flag in reversed(_OPTIONS):
-        command = _option(flag)(command)
+    """Add the simulator's own options (listed once, by the simulator), then ``simulate``'s."""
+    from katapult_async.testing import config_options
+
+    extra = [_option(flag) for flag in _CLI_ONLY] + [
+        click.option(
+            "--vms",
+            type=click.IntRange(min=0),
+            default=0,
+            help="VMs to create (2 interfaces each).",
+        ),
+        click.option(
+            "--vm-annotation",
+            "vm_annotations",
+            metavar="KEY=VALUE",
+            multiple=True,
+            help="An annotation of every VM --vms creates (repeat for more).",
+        ),
+    ]
+    for decorator in reversed([_config_option(o) for o in config_options()] + extra):
+        command = decorator(command)
     return command
+
+
+def _annotation_pairs(values: tuple[str, ...]) -> dict[str, str]:
+    from katapult_async.cli._select import parse_annotation
+
+    return dict(parse_annotation(value) for value in values)
 
 
 def _simulator_config(**options: Any) -> SimulatorConfig:
@@ -92,35 +136,30 @@ def _simulator_config(**options: Any) -> SimulatorConfig:
 @click.pass_context
 def simulate(
     ctx: click.Context,
-    host: str,
-    port: int,
-    rate_limit: int | None,
-    window: float,
-    mode: str,
+    /,
     interfaces: int,
-    task_duration: float,
-    failure_rate: float,
-    seed: int | None,
     interfaces_file: Path | None,
+    vms: int,
+    vm_annotations: tuple[str, ...],
+    **simulator_options: Any,
 ) -> None:
     """Run the Katapult API simulator on loopback until Ctrl-C.
 
     Prints its base URL and a token for it (a fake local one), e.g. to try `bulk` safely.
     """
     settings = settings_of(ctx)
-    config = _simulator_config(
-        host=host,
-        port=port,
-        rate_limit=rate_limit,
-        rate_limit_window=window,
-        rate_limit_mode=mode,
-        task_duration=task_duration,
-        task_failure_rate=failure_rate,
-        seed=seed,
-    )
+    config = _simulator_config(**simulator_options)
+    rate_limit, window, mode = config.rate_limit, config.rate_limit_window, config.rate_limit_mode
+    annotations = _annotation_pairs(vm_annotations)
 
     def ready(simulator: KatapultSimulator) -> None:
         ids = simulator.add_interfaces(interfaces) if interfaces else []
+        for _ in range(vms):
+            vm = simulator.add_virtual_machine(annotations=annotations)
+            simulator.add_interfaces(2, vm_id=vm.id)
+        if vms:
+            shown = ",".join(f"{k}={v}" for k, v in annotations.items()) or "no annotations"
+            click.echo(f"{'vms:':<12}{vms} with {shown}, 2 interfaces each")
         limit = f"{rate_limit} requests / {window:g}s ({mode})" if rate_limit else "none"
         for label, value in (
             ("base_url", simulator.base_url),
@@ -165,6 +204,20 @@ def simulate(
 @_option("--window", default=2.0)
 @click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True)
 @_option("--task-duration", default=1.0)
+@click.option(
+    "--vms",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Annotated VMs (2 interfaces each) for the plan, apply, verify, undo loop (0: skip it).",
+)
+@click.option(
+    "--vm-annotation",
+    "vm_annotations",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="The annotations of those VMs, which the loop selects by [default: role=db].",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -173,6 +226,8 @@ def demo(
     window: float,
     concurrency: int,
     task_duration: float,
+    vms: int,
+    vm_annotations: tuple[str, ...],
 ) -> None:
     """Bulk-update COUNT interfaces on a built-in simulator, paced to its rate limit.
 
@@ -198,13 +253,15 @@ def demo(
         seed=0,
     )
 
+    annotations = _annotation_pairs(vm_annotations or ("role=db",))
+
     def interrupted() -> None:
         print_summary(settings.out, state, interrupted=True)
 
     ctx.exit(
         run_command(
             settings,
-            lambda: _demo(settings, config, count, options, state),
+            lambda: _demo(settings, config, count, options, state, vms, annotations),
             on_interrupt=interrupted,
         )
     )
@@ -216,6 +273,8 @@ async def _demo(
     count: int,
     options: BulkOptions,
     state: BulkState,
+    vms: int = 0,
+    annotations: dict[str, str] | None = None,
 ) -> int:
     from katapult_async.testing import KatapultSimulator
 
@@ -248,14 +307,93 @@ async def _demo(
         target = simulator.profile_by_permalink(DEMO_TARGET_PROFILE).id
         interfaces = simulator.interfaces
         moved = sum(1 for iface in ids if interfaces[iface].speed_profile_id == target)
-    print_summary(out, state)
-    bound = 2 * count / (limit / window)
-    elapsed = state.elapsed
+        print_summary(out, state)
+        bound = 2 * count / (limit / window)
+        elapsed = state.elapsed
+        out.print(
+            f"Wall time {duration(elapsed)} against a physical bound of {duration(bound)} "
+            f"(2 requests x {count} items at {limit / window:g} requests/s): "
+            f"{elapsed / bound:.2f}x the bound; 429 responses: {state.requests.rate_limited}. "
+            f"{moved}/{count} interfaces now have {DEMO_TARGET_PROFILE}.",
+            highlight=False,
+        )
+        loop_ok = True
+        if vms:
+            for _ in range(vms):
+                vm = simulator.add_virtual_machine(annotations=annotations or {})
+                simulator.add_interfaces(2, vm_id=vm.id)
+            loop_ok = await _demo_loop(settings, simulator, options, annotations or {})
+    return EXIT_FAILURE if state.any_failed or moved != count or not loop_ok else 0
+
+
+async def _demo_loop(
+    settings: Settings,
+    simulator: KatapultSimulator,
+    options: BulkOptions,
+    annotations: dict[str, str],
+) -> bool:
+    """Plan, apply, verify and undo on the annotated VMs; True when each step did its part."""
+    import tempfile
+
+    from katapult_async.cli._plan import CHANGE, PlanFile, _print_plan, plan_items
+    from katapult_async.cli._select import Selection
+    from katapult_async.cli._undo import UndoReport, read_changes, revert_rows
+
+    out = settings.out
+    selection = Selection(
+        simulator.organization.sub_domain, tuple(annotations.items()), (), "100mbps"
+    )
     out.print(
-        f"Wall time {duration(elapsed)} against a physical bound of {duration(bound)} "
-        f"(2 requests x {count} items at {limit / window:g} requests/s): "
-        f"{elapsed / bound:.2f}x the bound; 429 responses: {state.requests.rate_limited}. "
-        f"{moved}/{count} interfaces now have {DEMO_TARGET_PROFILE}.",
+        f"\nThe operator's loop on the VMs of {selection.describe()}: plan, apply, verify, undo.",
         highlight=False,
     )
-    return EXIT_FAILURE if state.any_failed or moved != count else 0
+    window = simulator.config.rate_limit_window
+    with tempfile.TemporaryDirectory() as tmp:
+        plan_path = f"{tmp}/demo.plan.jsonl"
+        async with KatapultClient(
+            simulator.token, base_url=simulator.base_url, rate_limit_window=window
+        ) as client:
+
+            async def plan(write: bool) -> dict[str, int]:
+                counts = {"change": 0, "unchanged": 0, "error": 0}
+                items = []
+                with open(plan_path if write else f"{tmp}/verify.jsonl", "w") as f:  # noqa: ASYNC230
+                    async for item in plan_items(settings, client, selection.rows(client), 8):
+                        counts[item.action] += 1
+                        items.append(item)
+                        f.write(json.dumps(item.record()) + "\n")
+                _print_plan(settings, items, counts)
+                return counts
+
+            out.print("[bold]1. plan[/] (nothing is changed)")
+            first = await plan(True)
+            out.print("[bold]2. apply the plan[/] (katapult-async bulk PLAN)")
+            journal = Path(f"{plan_path}.journal.jsonl")
+            apply_options = attrs.evolve(options, journal=journal, concurrency=8)
+            applied = BulkState(total=first[CHANGE], wait=True)
+            writer = ResultsWriter(None, settings)
+            await run_bulk(
+                settings, client, PlanFile(plan_path).rows(), apply_options, applied, writer
+            )
+            print_summary(out, applied)
+            out.print("[bold]3. verify[/] (the same plan again: nothing to change)")
+            second = await plan(False)
+            out.print("[bold]4. undo[/] (katapult-async undo JOURNAL)")
+            report = UndoReport()
+            undone = BulkState(total=first[CHANGE], wait=True)
+            undo_options = attrs.evolve(apply_options, journal=Path(f"{journal}.undo.jsonl"))
+            rows = revert_rows(settings, client, read_changes(journal), False, report)
+            await run_bulk(settings, client, rows, undo_options, undone, writer)
+            print_summary(out, undone)
+    reverted = undone.counts[Outcome.COMPLETED]
+    out.print(
+        f"loop: {first[CHANGE]} to change, {applied.counts[Outcome.COMPLETED]} applied, "
+        f"{second[CHANGE]} left to change after applying, {reverted} reverted.",
+        highlight=False,
+    )
+    return (
+        second[CHANGE] == 0
+        and second["error"] == 0
+        and not applied.any_failed
+        and reverted == first[CHANGE]
+    )

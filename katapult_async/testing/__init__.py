@@ -17,6 +17,9 @@ Served endpoints (under ``/core/v1``; ``<x>`` is a literal segment, ``_`` or an 
 * ``GET /virtual_machine_network_interfaces/<x>``
 * ``GET /virtual_machines/<x>/network_interfaces`` (paginated)
 * ``GET /organizations/<x>/network_speed_profiles`` (paginated)
+* ``GET /organizations/<x>/virtual_machines`` (paginated; filtered by ``annotations[][key]`` /
+  ``annotations[][value]``, every pair must match; organisations by id or sub-domain, with 404
+  ``organization_not_found`` and 403 ``organization_suspended`` / ``organization_not_activated``)
 
 Admin endpoints (no token, not rate limited, not logged), for use from another process:
 
@@ -27,6 +30,9 @@ Admin endpoints (no token, not rate limited, not logged), for use from another p
 * ``GET /_sim/requests`` (the log; ``at`` and ``at_wall`` as above), ``DELETE /_sim/requests``.
 * ``GET /_sim/interfaces`` (ids on the default VM; ``?virtual_machine_id=<id>|all``),
   ``POST /_sim/interfaces`` ``{"count", "speed_profile", "virtual_machine_id"}``.
+* ``POST /_sim/virtual_machines`` ``{"name", "fqdn", "annotations": {key: value},
+  "organization_id", "interfaces", "speed_profile"}``: a VM with ``interfaces`` interfaces
+  (default 1); answers its ``virtual_machine`` (``id``, ``fqdn``) and ``interfaces`` ids.
 * ``GET /_sim/faults``, ``POST /_sim/faults`` with ``KatapultSimulator.inject``'s arguments
   (``{"kind": "drop_connection", "times": 2, ...}``), ``DELETE /_sim/faults``.
 * ``POST /_sim/reset_stats``.

@@ -93,19 +93,55 @@ class SimulatorAccount:
         """The VM ``add_interfaces`` attaches to unless told otherwise."""
         return self._core.world.default_vm
 
+    @property
+    def organizations(self) -> Mapping[str, Organization]:
+        """Organisations by id; the first is ``organization``, which owns the VMs by default."""
+        return types.MappingProxyType(self._core.world.organizations)
+
+    def add_organization(
+        self,
+        name: str,
+        sub_domain: str,
+        *,
+        state: Literal["active", "suspended", "not_activated"] = "active",
+    ) -> Organization:
+        """Create another organisation (with no VMs) and return it.
+
+        Args:
+            name: Its name.
+            sub_domain: Its sub-domain (unique), by which it can be looked up, as by its id.
+            state: ``"suspended"`` and ``"not_activated"`` organisations are answered with 403
+                ``organization_suspended`` / ``organization_not_activated``.
+
+        Raises:
+            ValueError: Another organisation has that sub-domain.
+        """
+        return self._core.world.add_organization(name, sub_domain, state=state)
+
     def add_virtual_machine(
-        self, name: str | None = None, *, fqdn: str | None = None
+        self,
+        name: str | None = None,
+        *,
+        fqdn: str | None = None,
+        annotations: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        organization_id: str | None = None,
     ) -> VirtualMachine:
         """Create a VM with no interfaces and return it.
 
         Args:
             name: Its name and hostname; ``sim-vm-<n>`` if None.
             fqdn: Its FQDN; ``<name>.<sub_domain>.kpult.com`` if None.
+            annotations: Its annotations, ``{key: value}`` or ``(key, value)`` pairs, which the
+                organisation's VM list filters by (a VM must match every pair asked for).
+            organization_id: The organisation that owns it; ``organization`` if None.
 
         Raises:
             ValueError: Another VM has that FQDN.
+            KeyError: No such organisation.
         """
-        return self._core.world.add_virtual_machine(name, fqdn=fqdn)
+        return self._core.world.add_virtual_machine(
+            name, fqdn=fqdn, annotations=annotations, organization_id=organization_id
+        )
 
     def add_interfaces(
         self, count: int, *, speed_profile: str = "10gbps", vm_id: str | None = None

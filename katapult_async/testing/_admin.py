@@ -44,6 +44,7 @@ class AdminApi:
             ("DELETE", "/_sim/requests"): self._clear_requests,
             ("GET", "/_sim/interfaces"): self._interfaces,
             ("POST", "/_sim/interfaces"): self._add_interfaces,
+            ("POST", "/_sim/virtual_machines"): self._add_virtual_machine,
             ("GET", "/_sim/faults"): self._faults,
             ("POST", "/_sim/faults"): self._inject,
             ("DELETE", "/_sim/faults"): self._clear_faults,
@@ -109,6 +110,24 @@ class AdminApi:
             vm_id=body.get("virtual_machine_id"),
         )
         return {"interfaces": ids}
+
+    async def _add_virtual_machine(self, request: web.BaseRequest) -> object:
+        body = await _json_object(request)
+        annotations = body.get("annotations") or {}
+        if not isinstance(annotations, dict):
+            raise TypeError("annotations must be an object of strings")
+        vm = self._simulator.add_virtual_machine(
+            body.get("name"),
+            fqdn=body.get("fqdn"),
+            annotations={str(k): str(v) for k, v in annotations.items()},
+            organization_id=body.get("organization_id"),
+        )
+        ids = self._simulator.add_interfaces(
+            int(body.get("interfaces", 1)),
+            speed_profile=str(body.get("speed_profile", "10gbps")),
+            vm_id=vm.id,
+        )
+        return {"virtual_machine": {"id": vm.id, "fqdn": vm.fqdn}, "interfaces": ids}
 
     async def _faults(self, _request: web.BaseRequest) -> object:
         return {"faults": [_rule_json(rule) for rule in self._simulator.faults]}

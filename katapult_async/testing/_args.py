@@ -74,6 +74,14 @@ ERRORS: dict[str, tuple[int, str | None]] = {
         404,
         "No organization was found matching any of the criteria provided in the arguments",
     ),
+    "organization_suspended": (
+        403,
+        "An organization was found from the arguments provided but it was suspended",
+    ),
+    "organization_not_activated": (
+        403,
+        "An organization was found from the arguments provided but it wasn't activated yet",
+    ),
     "invalid_json_body": (400, "The JSON body provided with this request is invalid"),
     "invalid_argument": (400, None),
     "missing_required_argument": (400, None),
@@ -148,9 +156,19 @@ def _scalar(value: object) -> str:
 def merge_arguments(query: Mapping[str, str], body: Any) -> dict[str, Any]:
     """Merge bracketed query parameters and a JSON object body (which wins), as Rack and Apia do."""
     arguments: dict[str, Any] = {}
-    for key, value in query.items():
+    for key, value in query.items():  # a multi-dict's items() has every repeated key
         bracket = key.find("[")
-        if bracket > 0 and key.endswith("]"):
+        if bracket > 0 and key[bracket:].startswith("[][") and key.endswith("]"):
+            # Rack's array of hashes: ``a[][k]=1&a[][v]=2&a[][k]=3`` is [{k: 1, v: 2}, {k: 3}];
+            # a key already in the last hash starts the next one.
+            items = arguments.get(key[:bracket])
+            if not isinstance(items, list):
+                items = arguments[key[:bracket]] = []
+            inner = key[bracket + 3 : -1]
+            if not items or inner in items[-1]:
+                items.append({})
+            items[-1][inner] = value
+        elif bracket > 0 and key.endswith("]"):
             outer = arguments.get(key[:bracket])
             if not isinstance(outer, dict):
                 outer = arguments[key[:bracket]] = {}
@@ -238,6 +256,27 @@ class Arguments:
         if errors:
             raise self._invalid([name], "validation_errors", errors)
         return value
+
+    def key_values(self, name: str) -> tuple[tuple[str, str], ...]:
+        """Read an optional array of ``{key, value}`` objects (``annotations``) as pairs.
+
+        Raises:
+            SimulatedAPIError: ``invalid_argument`` for anything but such an array.
+        """
+        raw = self._values.get(name)
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise self._invalid([name], "array_expected")
+        pairs = []
+        for item in raw:
+            if not isinstance(item, dict) or "key" not in item:
+                raise self._invalid([name, "key"], "missing_required_argument")
+            key, value = item.get("key"), item.get("value")
+            if isinstance(key, (dict, list)) or isinstance(value, (dict, list)):
+                raise self._invalid([name], "invalid_scalar")
+            pairs.append((_scalar(key), "" if value is None else _scalar(value)))
+        return tuple(pairs)
 
     def page(self, items: Sequence[Any]) -> tuple[Sequence[Any], dict[str, Any]]:
         """Return the page of ``items`` that ``page`` and ``per_page`` ask for, and its

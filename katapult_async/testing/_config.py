@@ -122,6 +122,11 @@ class SimulatorConfig:
             its duration. Never longer than the duration.
         task_failure_rate: Share of tasks that end ``failed``; the interface then reverts.
         task_never_finish_rate: Share of tasks that stay ``running`` forever.
+        task_polls: Count task reads instead of time: a task reports ``running`` until its
+            ``task_polls``-th read (a ``GET`` of the task that reaches it, not one answered by an
+            injected fault), which reports it ``completed``, or ``failed`` as drawn with
+            ``task_failure_rate`` (1.0 fails every task). ``task_duration`` and its jitter are
+            then ignored. None (the default) runs tasks on the clock.
         seed: Seed of the one :class:`random.Random` behind every random choice (durations,
             outcomes, fault probabilities, the generated token), so runs replay.
         latency: Seconds added before every API response.
@@ -193,6 +198,11 @@ class SimulatorConfig:
         default=0.0,
         validator=_fraction,
         metadata=_option("share of tasks that never end", "--never-finish-rate"),
+    )
+    task_polls: int | None = attrs.field(
+        default=None,
+        validator=_optional_positive_int,
+        metadata=_option("task reads until a task ends (default: by the clock)"),
     )
     seed: int | None = attrs.field(
         default=None, metadata=_option("seed for every random choice", "--seed")
@@ -279,8 +289,8 @@ class ConfigOption:
 def config_options() -> tuple[ConfigOption, ...]:
     """The options of :class:`SimulatorConfig` that belong on a command line, in field order.
 
-    The fields left out (``organization_sub_domain``, ``clock``, ``wall_clock``) keep their
-    defaults. Values are not range-checked here: :class:`SimulatorConfig` raises
+    The fields left out (``organization_sub_domain``, ``task_polls``, ``clock``, ``wall_clock``)
+    keep their defaults. Values are not range-checked here: :class:`SimulatorConfig` raises
     :class:`ValueError` for bad ones, with a message that names the field.
 
     Returns:

@@ -7,6 +7,8 @@ Served under ``/core/v1`` (``<x>`` is a literal segment, ``_`` or an id):
 * ``GET /virtual_machine_network_interfaces/<x>``
 * ``GET /virtual_machines/<x>/network_interfaces`` (paginated)
 * ``GET /organizations/<x>/network_speed_profiles`` (paginated)
+* ``GET /organizations/<x>/virtual_machines`` (paginated; ``annotations[][key]`` /
+  ``annotations[][value]`` filter, every pair must match)
 
 :class:`Endpoints` does the endpoint's own work once :mod:`._api` has authenticated the request and
 checked its scopes: it reads the arguments, raises the endpoint's errors (404 ``..._not_found``,
@@ -20,13 +22,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ._args import Arguments, SimulatedAPIError
-from ._model import SimulatedInterface
+from ._model import Organization, SimulatedInterface
 from ._render import (
     interface_json,
     interface_summary_json,
     new_task_json,
     profile_json,
     task_json,
+    virtual_machine_json,
 )
 from ._world import World
 
@@ -45,6 +48,7 @@ class Endpoint(enum.Enum):
     GET_INTERFACE = "get:v_m_n_i__v_m_n_i"
     LIST_VM_INTERFACES = "get:virtual_machine_network_interfaces"
     LIST_SPEED_PROFILES = "get:organization_network_speed_profiles"
+    LIST_ORGANIZATION_VMS = "get:organization_virtual_machines"
 
 
 # (method, collection segment, action segment or None) -> endpoint; the middle segment is the
@@ -57,6 +61,7 @@ _ROUTES = {
     ("GET", "virtual_machine_network_interfaces", None): Endpoint.GET_INTERFACE,
     ("GET", "virtual_machines", "network_interfaces"): Endpoint.LIST_VM_INTERFACES,
     ("GET", "organizations", "network_speed_profiles"): Endpoint.LIST_SPEED_PROFILES,
+    ("GET", "organizations", "virtual_machines"): Endpoint.LIST_ORGANIZATION_VMS,
 }
 
 SCOPES: dict[Endpoint, tuple[str, ...]] = {
@@ -65,6 +70,7 @@ SCOPES: dict[Endpoint, tuple[str, ...]] = {
     Endpoint.GET_INTERFACE: ("virtual_machines", "virtual_machines:read"),
     Endpoint.LIST_VM_INTERFACES: ("virtual_machines", "virtual_machines:read"),
     Endpoint.LIST_SPEED_PROFILES: (),
+    Endpoint.LIST_ORGANIZATION_VMS: ("virtual_machines", "virtual_machines:read"),
 }
 """The scopes of each endpoint, any one of which grants access; the speed-profile list needs
 only a valid token."""
@@ -111,6 +117,7 @@ class Endpoints:
             Endpoint.GET_INTERFACE: self._get_interface,
             Endpoint.LIST_VM_INTERFACES: self._list_vm_interfaces,
             Endpoint.LIST_SPEED_PROFILES: self._list_speed_profiles,
+            Endpoint.LIST_ORGANIZATION_VMS: self._list_organization_vms,
         }
 
     def handle(
@@ -148,7 +155,7 @@ class Endpoints:
 
     def _get_task(self, arguments: Arguments, route_value: str, now: float) -> dict[str, Any]:
         _, task_id = arguments.lookup("task", ("id",), route_value)
-        task = None if task_id is None else self._world.tasks.get(task_id)
+        task = None if task_id is None else self._world.poll_task(task_id, now)
         if task is None:
             raise SimulatedAPIError("task_not_found")
         return {"task": task_json(task, now)}
@@ -175,13 +182,38 @@ class Endpoints:
             ],
         }
 
+    def _organization(self, arguments: Arguments, route_value: str) -> Organization:
+        """The organisation the request names; 404 if none, 403 unless it is active."""
+        world = self._world
+        key, value = arguments.lookup("organization", ("id", "sub_domain"), route_value)
+        tables = {"id": world.organizations, "sub_domain": world.orgs_by_sub_domain}
+        organization = _find(tables, key, value)
+        if organization is None:
+            raise SimulatedAPIError("organization_not_found")
+        if organization.state != "active":
+            raise SimulatedAPIError(f"organization_{organization.state}")
+        return organization
+
+    def _list_organization_vms(
+        self, arguments: Arguments, route_value: str, _now: float
+    ) -> dict[str, Any]:
+        organization = self._organization(arguments, route_value)
+        annotations = arguments.key_values("annotations")
+        vms = [
+            vm
+            for vm in self._world.virtual_machines.values()
+            if vm.organization_id == organization.id and vm.matches(annotations)
+        ]
+        page, pagination = arguments.page(vms)
+        return {
+            "pagination": pagination,
+            "virtual_machines": [virtual_machine_json(vm) for vm in page],
+        }
+
     def _list_speed_profiles(
         self, arguments: Arguments, route_value: str, _now: float
     ) -> dict[str, Any]:
-        organization = self._world.organization
-        key, value = arguments.lookup("organization", ("id", "sub_domain"), route_value)
-        if value != (organization.id if key == "id" else organization.sub_domain):
-            raise SimulatedAPIError("organization_not_found")
+        self._organization(arguments, route_value)
         page, pagination = arguments.page(list(self._world.speed_profiles.values()))
         return {
             "pagination": pagination,

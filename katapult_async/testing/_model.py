@@ -37,13 +37,26 @@ class TaskOutcome(str, enum.Enum):
     NEVER_FINISHES = "never_finishes"
 
 
+ORGANIZATION_STATES = ("active", "suspended", "not_activated")
+"""An organisation's state: only an ``active`` one is served; the others get 403
+``organization_suspended`` / ``organization_not_activated``."""
+
+
 @attrs.frozen
 class Organization:
-    """The simulated organisation that owns everything."""
+    """A simulated organisation (the default one owns the VMs made without naming another).
+
+    Attributes:
+        id: The id (``org_...``).
+        name: Its name.
+        sub_domain: Its sub-domain, the other way to look it up.
+        state: One of :data:`ORGANIZATION_STATES`.
+    """
 
     id: str
     name: str
     sub_domain: str
+    state: str = attrs.field(default="active", validator=attrs.validators.in_(ORGANIZATION_STATES))
 
 
 @attrs.frozen
@@ -67,12 +80,30 @@ class Network:
 
 @attrs.frozen
 class VirtualMachine:
-    """A simulated virtual machine (``vm_...``)."""
+    """A simulated virtual machine (``vm_...``).
+
+    Attributes:
+        id: The VM id.
+        name: Its name (and hostname).
+        hostname: Its hostname.
+        fqdn: Its FQDN, the other way to look it up.
+        organization_id: The organisation that owns it.
+        annotations: Its ``(key, value)`` annotations, which the organisation's VM list filters by.
+        created_at: Unix time it was created.
+    """
 
     id: str
     name: str
     hostname: str
     fqdn: str
+    organization_id: str = ""
+    annotations: tuple[tuple[str, str], ...] = ()
+    created_at: int = 0
+
+    def matches(self, annotations: tuple[tuple[str, str], ...]) -> bool:
+        """Whether the VM has every one of ``annotations`` (AND)."""
+        own = set(self.annotations)
+        return all(pair in own for pair in annotations)
 
 
 @attrs.frozen
@@ -134,6 +165,10 @@ class SimulatedTask:
         created_wall: Unix time the PATCH was accepted.
         starts_at: Clock time the task turns from ``pending`` to ``running``.
         duration: Seconds from ``created`` to the end (nominal for tasks that never finish).
+        finish_on_poll: With ``SimulatorConfig.task_polls``: the read that ends the task, while
+            it has not ended (it is ``running`` until then); None for tasks on the clock and
+            once the task has ended, when ``duration`` says when that was.
+        polls: Reads of the task so far, counted only with ``task_polls``.
     """
 
     id: str
@@ -145,11 +180,13 @@ class SimulatedTask:
     created_wall: float
     starts_at: float
     duration: float
+    finish_on_poll: int | None = None
+    polls: int = 0
 
     @property
     def finishes_at(self) -> float | None:
-        """Clock time the task completes or fails; None if it never finishes."""
-        if self.outcome is TaskOutcome.NEVER_FINISHES:
+        """Clock time the task completes or fails; None if it never finishes (or not yet known)."""
+        if self.outcome is TaskOutcome.NEVER_FINISHES or self.finish_on_poll is not None:
             return None
         return self.created + self.duration
 
@@ -160,8 +197,8 @@ class SimulatedTask:
 
     @property
     def finishes_at_wall(self) -> float | None:
-        """Unix time the task finishes; None if it never does."""
-        if self.outcome is TaskOutcome.NEVER_FINISHES:
+        """Unix time the task finishes; None if it never does (or not yet known)."""
+        if self.outcome is TaskOutcome.NEVER_FINISHES or self.finish_on_poll is not None:
             return None
         return self.created_wall + self.duration
 
@@ -184,6 +221,8 @@ class SimulatedTask:
         """
         if now < self.starts_at:
             return 0
+        if self.finish_on_poll is not None:
+            return 5 + int(90 * min(self.polls, self.finish_on_poll) / self.finish_on_poll)
         run = self.created + self.duration - self.starts_at
         if self.outcome is TaskOutcome.COMPLETED and now >= self.created + self.duration:
             return 100

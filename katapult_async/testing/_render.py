@@ -15,6 +15,7 @@ from ._model import (
     SimulatedSpeedProfile,
     SimulatedTask,
     SimulatedTaskStatus,
+    VirtualMachine,
 )
 
 if TYPE_CHECKING:
@@ -99,4 +100,20 @@ def interface_summary_json(interface: SimulatedInterface, world: World) -> dict[
         "network": {"id": network.id, "name": network.name},
         "virtual_network": None,
         "ip_addresses": [{"id": interface.ip_address_id, "address": interface.ip_address}],
+    }
+
+
+def virtual_machine_json(vm: VirtualMachine) -> dict[str, Any]:
+    """A VM as the organisation's VM list shows it (no zone, package or addresses simulated)."""
+    return {
+        "id": vm.id,
+        "name": vm.name,
+        "hostname": vm.hostname,
+        "fqdn": vm.fqdn,
+        "created_at": vm.created_at,
+        "zone": None,
+        "package": None,
+        "gpu_type": None,
+        "ip_addresses": [],
+        "hypervisor": None,
     }

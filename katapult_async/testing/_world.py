@@ -10,7 +10,9 @@ nothing when nothing is due.
 from __future__ import annotations
 
 import heapq
+import math
 import random
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -46,9 +48,9 @@ class World:
         self._config = config
         self._rng = rng
         sub_domain = config.organization_sub_domain
-        self.organization = Organization(
-            opaque_id("org_", 1), f"{sub_domain.capitalize()} Ltd", sub_domain
-        )
+        self.organizations: dict[str, Organization] = {}
+        self.orgs_by_sub_domain: dict[str, Organization] = {}
+        self.organization = self.add_organization(f"{sub_domain.capitalize()} Ltd", sub_domain)
         self.speed_profiles: dict[str, SimulatedSpeedProfile] = {p.id: p for p in _PROFILES}
         self.profiles_by_permalink: dict[str, SimulatedSpeedProfile] = {
             p.permalink: p for p in _PROFILES
@@ -76,16 +78,51 @@ class World:
                 1, speed_profile="unrestricted", vm_id=vm.id, network_id=_PRIVATE_NETWORK.id
             )
 
+    def add_organization(
+        self, name: str, sub_domain: str, *, state: str = "active"
+    ) -> Organization:
+        """Create an organisation (no VMs) and return it."""
+        if sub_domain in self.orgs_by_sub_domain:
+            raise ValueError(f"an organization with sub-domain {sub_domain!r} exists already")
+        organization = Organization(
+            opaque_id("org_", len(self.organizations) + 1), name, sub_domain, state
+        )
+        self.organizations[organization.id] = organization
+        self.orgs_by_sub_domain[sub_domain] = organization
+        return organization
+
     def add_virtual_machine(
-        self, name: str | None = None, *, fqdn: str | None = None
+        self,
+        name: str | None = None,
+        *,
+        fqdn: str | None = None,
+        annotations: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        organization_id: str | None = None,
     ) -> VirtualMachine:
         """Create a VM with no interfaces and return it."""
+        organization = (
+            self.organization if organization_id is None else self.organizations[organization_id]
+        )
+        pairs = tuple(
+            (str(key), str(value))
+            for key, value in (
+                annotations.items() if isinstance(annotations, Mapping) else annotations or ()
+            )
+        )
         self._vm_count += 1
         name = name or f"sim-vm-{self._vm_count}"
-        fqdn = fqdn or f"{name}.{self.organization.sub_domain}.kpult.com"
+        fqdn = fqdn or f"{name}.{organization.sub_domain}.kpult.com"
         if fqdn in self.vms_by_fqdn:
             raise ValueError(f"a virtual machine with FQDN {fqdn!r} exists already")
-        vm = VirtualMachine(opaque_id("vm_", self._vm_count), name, name, fqdn)
+        vm = VirtualMachine(
+            opaque_id("vm_", self._vm_count),
+            name,
+            name,
+            fqdn,
+            organization.id,
+            pairs,
+            1_700_000_000 + self._vm_count,
+        )
         self.virtual_machines[vm.id] = vm
         self.vms_by_fqdn[vm.fqdn] = vm
         self.vm_interfaces[vm.id] = []
@@ -146,6 +183,10 @@ class World:
                 outcome = TaskOutcome.NEVER_FINISHES
             elif draw < never_rate + failure_rate:
                 outcome = TaskOutcome.FAILED
+        task_polls = config.task_polls
+        if task_polls is not None:
+            # counted by reads, not time: running from the start until the task_polls-th read
+            duration = start_delay = 0.0
         self._task_count += 1
         task = SimulatedTask(
             id=opaque_id("task_", self._task_count),
@@ -157,6 +198,7 @@ class World:
             created_wall=wall,
             starts_at=now + start_delay,
             duration=duration,
+            finish_on_poll=task_polls,
         )
         self.tasks[task.id] = task
         self.interfaces[interface.id] = attrs.evolve(interface, speed_profile_id=profile.id)
@@ -167,6 +209,32 @@ class World:
                 self.latest_finish = finishes_at
             if outcome is TaskOutcome.FAILED:
                 heapq.heappush(self._due, (finishes_at, self._task_count, task.id))
+        return task
+
+    def poll_task(self, task_id: str, now: float) -> SimulatedTask | None:
+        """Return the task with this id as a read at clock time ``now`` sees it, or None.
+
+        With ``task_polls``, the read is counted, and the ``task_polls``-th read ends the task
+        at ``now`` (its revert, if it failed, is applied at once).
+        """
+        task = self.tasks.get(task_id)
+        if task is None or task.finish_on_poll is None:
+            return task
+        polls = task.polls + 1
+        if polls < task.finish_on_poll or task.outcome is TaskOutcome.NEVER_FINISHES:
+            task = self.tasks[task_id] = attrs.evolve(task, polls=polls)
+            return task
+        duration = now - task.created
+        while task.created + duration > now:  # so that the task has ended at ``now`` exactly
+            duration = math.nextafter(duration, -math.inf)
+        task = self.tasks[task_id] = attrs.evolve(
+            task, polls=polls, finish_on_poll=None, duration=duration
+        )
+        if self.latest_finish is None or now > self.latest_finish:
+            self.latest_finish = now
+        if task.outcome is TaskOutcome.FAILED:
+            heapq.heappush(self._due, (now, self._task_count, task.id))
+            self.settle(now)
         return task
 
     def settle(self, now: float) -> None:

@@ -143,7 +143,7 @@ async def test_journal_tolerates_a_truncated_last_line(
     raw = journal.read_text().splitlines()
     assert raw[3] == cut  # the cut line was ended, not glued to the next one
     new = [json.loads(x) for x in raw[4:]]
-    assert [x["event"] for x in new] == ["submitted", "result"]
+    assert [x["event"] for x in new] == ["attempt", "submitted", "result"]
 
 
 async def test_journal_resume_of_a_task_that_failed(tmp_path: Path) -> None:
@@ -180,14 +180,22 @@ async def test_journal_survives_unencodable_input(
     ]
     lines = read_journal(journal)
     assert lines[0]["interface_id"] == "vmnet_\ud800"
-    assert len(lines) == 4
+    assert [line["event"] for line in lines] == [
+        "result",
+        "result",
+        "attempt",
+        "submitted",
+        "result",
+    ]
 
 
 async def test_task_timeout_is_an_error_and_a_rerun_polls_the_task(tmp_path: Path) -> None:
     journal = tmp_path / "bulk.journal.jsonl"
     async with KatapultSimulator(task_duration=0.6, seed=3) as sim, make_client(sim) as client:
         (a,) = sim.add_interfaces(1)
-        (first,) = await collect(bulk_update(client, [(a, "1gbps")], journal=journal, timeout=0.1))
+        (first,) = await collect(
+            bulk_update(client, [(a, "1gbps")], journal=journal, task_timeout=0.1)
+        )
         assert first.outcome is Outcome.ERROR
         assert isinstance(first.error, TaskTimeoutError)
         assert first.task is not None
@@ -206,7 +214,7 @@ async def test_wait_false_rerun_reports_submitted_without_requests(
     journal = tmp_path / "bulk.journal.jsonl"
     updates = [(i, "1gbps") for i in ids]
     first = await collect(bulk_update(client, updates, wait=False, journal=journal))
-    assert [x["event"] for x in read_journal(journal)] == ["result"] * 3
+    assert sorted(x["event"] for x in read_journal(journal)) == ["attempt"] * 3 + ["result"] * 3
     sim.clear_requests()
     second = by_index(await collect(bulk_update(client, updates, wait=False, journal=journal)))
     assert sim.requests == []

@@ -78,8 +78,8 @@ async def test_an_input_error_ends_the_run_after_items_in_progress(
 async def test_options_are_checked_at_call_time(client: KatapultClient) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         bulk_update(client, [], concurrency=0)
-    with pytest.raises(ValueError, match="timeout"):
-        bulk_update(client, [], timeout=0)
+    with pytest.raises(ValueError, match="task_timeout"):
+        bulk_update(client, [], task_timeout=0)
     with pytest.raises(ValueError, match="total"):
         bulk_update(client, [], total=-1)
     with pytest.raises(TypeError, match="iterable"):

@@ -26,6 +26,9 @@ Invariants (``t`` are ``time.monotonic()`` values, the simulator's clock too):
   when configured, else on the response that revealed it). Among the requests that arrived at the
   simulator at or after ``t_learned``, no window-long interval ``(t - window, t]`` holds more than
   the simulator's ``rate_limit``.
+* **confirmed**: no item ends ``ERROR`` with :class:`UnconfirmedUpdateError` unless its
+  confirmation was itself faulted: its interface's PATCHes hold a fault besides the lost response
+  that called for the confirmation.
 * **ends**: the run finishes within :meth:`ChaosSchedule.bound`, computed from the schedule
   (``asyncio.wait_for``), and no request arrives after the last result was yielded.
 """
@@ -45,7 +48,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from katapult_async import KatapultClient
-from katapult_async.bulk import DuplicateItemError
+from katapult_async.bulk import DuplicateItemError, UnconfirmedUpdateError
 from katapult_async.errors import (
     NetworkInterfaceNotFoundError,
     SpeedProfileNotFoundError,
@@ -71,7 +74,7 @@ MALFORMED: tuple[object, ...] = (
     ("vmnet_tab\there", "1gbps"),
     ("vmnet_okokokokokokokok", "not a permalink"),
     "not a pair",
-    ("vmnet_a", "1gbps", "extra"),
+    ("vmnet_a", "1gbps", "10gbps", "extra"),
 )
 UNKNOWN_INTERFACE = "vmnet_ZZZZZZZZZZZZZZZZ"
 UNKNOWN_PROFILE = "no-such-profile"
@@ -143,6 +146,11 @@ class ChaosSchedule:
             - self.n_unknown_profile
         )
 
+    @property
+    def confirm_horizon(self) -> float:
+        """The wait before a confirming PATCH: past the longest task, with a margin."""
+        return round(2 * self.task_duration * (1 + self.task_jitter) + 0.1, 3)
+
     def expected_requests(self) -> float:
         """A generous estimate of the requests the run sends, faults included."""
         per_item = 1 + 3  # the PATCH and a few polls
@@ -165,6 +173,9 @@ class ChaosSchedule:
                 penalties += hits * (self.client_timeout + fault.delay)
             elif fault.kind is FaultKind.RATE_LIMIT:
                 penalties += hits * (fault.retry_after or 2 * span)
+            elif fault.kind is FaultKind.LOST_RESPONSE:
+                lost = fault.times if fault.times is not None else self.n_items * fault.probability
+                penalties += (lost / self.concurrency + 1) * self.confirm_horizon
         # Exponential backoff (0.5 s doubling, full jitter) of the unluckiest item, serially.
         backoff = 0.5 * (2**4)
         return 2 * (paced + tasks + never + penalties + backoff) + 10.0
@@ -435,7 +446,7 @@ async def run_chaos(
             base_url=sim.base_url,
             rate_limit=schedule.rate_limit if schedule.limit_source == "configured" else None,
             rate_limit_window=schedule.window,
-            timeout=schedule.client_timeout,
+            request_timeout=schedule.client_timeout,
             max_retries=schedule.max_retries,
             poll_interval=schedule.poll_interval,
             max_poll_interval=schedule.max_poll_interval,
@@ -451,7 +462,10 @@ async def run_chaos(
             async def consume() -> None:
                 inject_due()
                 run = client.bulk_update_speed_profiles(
-                    items, concurrency=schedule.concurrency, timeout=schedule.task_timeout
+                    items,
+                    concurrency=schedule.concurrency,
+                    task_timeout=schedule.task_timeout,
+                    confirm_horizon=schedule.confirm_horizon,
                 )
                 async with contextlib.aclosing(run) as results_:
                     async for result in results_:
@@ -517,10 +531,13 @@ def _check(
         bad(f"one result: results for indexes not in the input: {extra[:5]}")
 
     patches: dict[str, list[float]] = {}
+    patch_faults: Counter[str] = Counter()
     for request in log:
         interface_id = _patched_interface(request)
         if interface_id is not None:
             patches.setdefault(interface_id, []).append(request.at)
+            if request.fault is not None:
+                patch_faults[interface_id] += 1
     completed_seen: dict[str, float] = {}  # task id -> first 200 read at or after its finish
     for request in log:
         task_id = _task_read_id(request)
@@ -560,6 +577,9 @@ def _check(
         interface_id, profile_id = expect.interface_id, expect.profile_id
         assert interface_id is not None
         assert profile_id is not None
+        # --- confirmed -----------------------------------------------------------------------
+        if isinstance(result.error, UnconfirmedUpdateError) and patch_faults[interface_id] < 2:
+            bad(f"confirmed: {where} is unconfirmed but its confirmation was not faulted")
         # --- truthful ------------------------------------------------------------------------
         actual = interfaces[interface_id].speed_profile_id
         if outcome in (Outcome.COMPLETED, Outcome.ALREADY_ASSIGNED) and actual != profile_id:

@@ -6,13 +6,12 @@ the exact interleaving of requests still varies from run to run).
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import pytest
 
-from katapult_async import KatapultClient, Outcome, SpeedProfileAlreadyAssignedError
-from katapult_async.bulk import UnconfirmedUpdateError, bulk_update
+from katapult_async import KatapultClient, Outcome
+from katapult_async.bulk import bulk_update
 from katapult_async.testing import FaultKind, KatapultSimulator
 from tests.chaos import draw_schedule, run_chaos
 
@@ -41,25 +40,20 @@ def test_schedules_replay_and_cover_every_fault_kind() -> None:
 async def test_a_lost_response_whose_task_then_fails_is_not_reported_done(tmp_path: Path) -> None:
     """What seeds 7 and 18 found: a PATCH applied with its response lost, retried, answered
     ``already_assigned``, was reported ALREADY_ASSIGNED; its unseen task then failed and the
-    interface went back to its old profile."""
+    interface went back to its old profile. Now the engine waits out the task horizon and sends
+    the PATCH again: accepted (the unseen task failed), its new task is followed to its end."""
     journal = tmp_path / "run.journal.jsonl"
     async with KatapultSimulator(task_duration=0.8, task_failure_rate=1.0, seed=1) as sim:
         (iface,) = sim.add_interfaces(1)
-        before = sim.interfaces[iface].speed_profile_id
         sim.inject(FaultKind.LOST_RESPONSE, times=1, method="PATCH")
         async with KatapultClient(
             sim.token, base_url=sim.base_url, poll_interval=0.05, max_poll_interval=0.1
         ) as client:
-            (first,) = [r async for r in bulk_update(client, [(iface, "1gbps")], journal=journal)]
-            assert first.outcome is Outcome.ERROR, first
-            assert isinstance(first.error, UnconfirmedUpdateError)
-            assert isinstance(first.error.__cause__, SpeedProfileAlreadyAssignedError)
-            assert pickle.loads(pickle.dumps(first.error)).interface_id == iface
-            await sim.wait_for_tasks(timeout=5)
-            assert sim.interfaces[iface].speed_profile_id == before  # the lost task failed
-            # A rerun sends the update again and follows the new task to its end.
-            (second,) = [r async for r in bulk_update(client, [(iface, "1gbps")], journal=journal)]
-        assert second.outcome is Outcome.FAILED
-        assert not second.resumed
+            run = bulk_update(client, [(iface, "1gbps")], journal=journal, confirm_horizon=1.0)
+            (first,) = [r async for r in run]
+        assert first.outcome is Outcome.FAILED, first
+        assert first.confirmed_after_lost_response
+        assert not first.resumed
         patches = [r for r in sim.requests if r.method == "PATCH"]
         assert [r.status for r in patches] == [None, 422, 200]
+        assert patches[2].at - patches[1].at >= 1.0

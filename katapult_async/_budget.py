@@ -1,0 +1,298 @@
+"""The pure model behind :class:`~katapult_async._ratelimit.RateLimiter`: which limit holds, and
+when the next request may start. No I/O, no asyncio, no clock of its own: every time is passed in,
+so it is tested in virtual time (``tests/test_budget.py``).
+
+The limit
+---------
+Several sources can name it; the effective limit ``L`` is chosen best first:
+
+1. a ``limit`` given to the constructor (per ``window``);
+2. ``X-Ratelimit-Permitted``, which the live API sends on every response, so pacing starts with
+   the first response, before any 429;
+3. ``detail.total_permitted`` of the first 429 body (only while no header has named the limit).
+
+A later announcement with a different value replaces an earlier one (the token's limit was
+changed). A configured limit is never raised by an announcement, but a smaller announced value
+lowers it: we never exceed what the server says.
+
+What may start
+--------------
+Every request start (ours, and the estimated starts of others, see below) is appended to one
+sorted log of timestamps (a deque, trimmed from the left, amortised O(1)). A new start at time
+``t`` is allowed when both hold:
+
+* fewer than ``U`` entries lie in ``(t - S, t]``, where ``U = L - reserve`` and
+  ``S = window + time_margin``. The reserve is ``safety_margin`` of ``L`` rounded up, at least one
+  request when ``L > 1`` (100 -> 99, 1000 -> 990); while another user of the token has shown up
+  in the last ``S`` (see below) it is ``shared_margin`` instead (100 -> 97), since two processes
+  decide on what they knew one response ago. ``time_margin`` (by default ``max(0.02 s, 1 %`` of the
+  window)) absorbs the difference in latency between two requests. Any window-long interval lies
+  inside some ``S``-long one, so no window-long interval holds more than ``U`` of our starts: safe
+  for a server counting in a sliding window and in fixed windows of any phase;
+* at least ``S / U`` seconds have passed since the previous start's slot. This spreads the starts
+  evenly instead of letting the budget go out in a burst. At that spacing the log condition never
+  binds by itself: the steady rate is ``U / S`` (99 / 2.02 s = 49.0 requests/s for 100 per 2 s,
+  98 % of the limit).
+
+Usage by others
+---------------
+``X-Ratelimit-Remaining`` is what is left of the server's window when the response was produced:
+the server has counted ``L - remaining`` requests. Our log already holds every request we started
+in the last ``S`` seconds, including those still in flight, so it can only over-state our own
+share. If the server's count is higher than the whole log, the difference was spent by someone else
+(another process with the same token): the log is topped up to the server's count with "phantom"
+starts stamped now, and the shared reserve applies for one span. The top-up is idempotent (it raises
+the log *to* the server's count, never *by* it), so repeated, duplicated or out-of-order headers
+never add up: an older response reports more remaining and changes nothing. A phantom expires like
+any start, so one stale header holds us back by at most one span. When the configured limit is
+below the server's, the headroom between the two is left to the others first.
+
+429s
+----
+A 429 is counted, and its request stays in the log: the server counted it too. With a
+``Retry-After``, every caller pauses until then (at most one span). Otherwise the log is topped up to
+``L + 1`` and callers pause until the log allows a start again. While the limit is unknown, the pause
+lasts until all of our recorded starts have aged out. A 429 that follows a start made after the
+previous pause ended, within one span of it, shows the server does not free capacity as the log
+predicts: the pause is then a whole span from now. 429s arriving during a pause (rejections of
+requests already in flight) only extend it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from itertools import repeat
+from typing import Literal
+
+__all__ = ["Budget", "RateLimitSource"]
+
+RateLimitSource = Literal["configured", "headers", "429"]
+"""Where the effective limit came from."""
+
+_AnnouncedSource = Literal["headers", "429"]
+
+logger = logging.getLogger("katapult_async.ratelimit")
+
+EARLY = 1e-6
+"""A sleeper may wake this much early (timer resolution, rounding); starting then is harmless."""
+# Keeps ``ceil(100 * 0.03)`` at 3 despite float rounding.
+_ROUNDING = 1e-9
+
+
+def default_time_margin(window: float) -> float:
+    """Seconds added to the window by default: ``max(0.02, 0.01 * window)``."""
+    return max(0.02, 0.01 * window)
+
+
+def _usable(limit: int, margin: float) -> int:
+    reserve = 0
+    if margin > 0:
+        reserve = max(1, math.ceil(limit * margin - _ROUNDING))
+    return max(1, limit - reserve)
+
+
+class Budget:
+    """The limit, the start log and the 429 pause of one token (see the module docstring).
+
+    Args:
+        limit: A configured limit per ``window``, or None.
+        window: The server's window in seconds.
+        safety_margin: The reserve's share of the limit while we are alone on the token.
+        shared_margin: The reserve's share while others use the token too.
+        time_margin: Seconds added to the window.
+    """
+
+    def __init__(
+        self,
+        limit: int | None,
+        window: float,
+        *,
+        safety_margin: float,
+        shared_margin: float,
+        time_margin: float,
+    ) -> None:
+        self.configured = limit
+        self.window = window
+        self.span = window + time_margin
+        self._margins = (safety_margin, max(safety_margin, shared_margin))
+        self.announced: int | None = None
+        self.announced_source: _AnnouncedSource | None = None
+        self.limit: int | None = None
+        self.source: RateLimitSource | None = None
+        self._usable = (0, 0)  # alone, shared
+        # Start times in the last ``span`` seconds, ours and phantom, sorted.
+        self.starts: deque[float] = deque()
+        self.last_start = -math.inf  # the slot of our own last start (phantoms excluded)
+        self.pause_until = -math.inf
+        self.last_pause_end: float | None = None
+        self.shared_until = -math.inf  # others were seen on the token: shared reserve until then
+        # Since the server's count last fell at once (a fixed window turning over): our starts,
+        # the phantoms added, and the lowest Remaining seen.
+        self._own_since_reset = 0
+        self._phantoms_since_reset = 0
+        self._low_remaining = math.inf
+        self.rate_limited = 0
+        self._update_limit()
+
+    # --- the limit --------------------------------------------------------------------------
+
+    def announce(self, limit: int, source: _AnnouncedSource) -> None:
+        """A limit named by the server (headers or a 429 body)."""
+        if source == "429" and self.announced_source == "headers":
+            return  # the headers are the better source; a changed limit shows there too
+        if limit != self.announced:
+            self.announced = limit
+            self.announced_source = source
+            self._update_limit()
+
+    def _update_limit(self) -> None:
+        configured, announced = self.configured, self.announced
+        if configured is not None and (announced is None or configured <= announced):
+            self.limit, self.source = configured, "configured"
+        elif announced is not None:
+            self.limit, self.source = announced, self.announced_source
+        else:
+            self.limit, self.source = None, None
+            return
+        limit = self.limit
+        logger.info("rate limit: %d requests per %gs (from %s)", limit, self.window, self.source)
+        self._usable = (_usable(limit, self._margins[0]), _usable(limit, self._margins[1]))
+
+    def usable(self, now: float) -> int:
+        """Starts allowed per span now (the reserve depends on whether others were seen)."""
+        return self._usable[1] if now < self.shared_until else self._usable[0]
+
+    # --- starts -----------------------------------------------------------------------------
+
+    def ready_at(self, now: float) -> float:
+        """The earliest time the next start is allowed (the pause end while the limit is unknown)."""
+        if self.limit is None:
+            return self.pause_until
+        self.trim(now)
+        usable = self.usable(now)
+        ready_at = max(self.pause_until, self.last_start + self.span / usable)
+        starts = self.starts
+        if len(starts) >= usable:
+            ready_at = max(ready_at, starts[-usable] + self.span)
+        return ready_at
+
+    def record(self, now: float, slot: float | None = None) -> None:
+        """Log a start at ``now``; the next one is spaced from ``slot`` (default ``now``)."""
+        starts = self.starts
+        starts.append(now)
+        self._own_since_reset += 1
+        if slot is None or self.limit is None:
+            self.last_start = now
+        else:
+            # Space the next start from this one's slot, not from when the sleeper woke: timers
+            # fire late (whole milliseconds), and at short spacings that lateness would add up to
+            # a lower rate. The catch-up is at most one spacing, and the log still caps windows.
+            spacing = self.span / self.usable(now)
+            self.last_start = max(min(slot, now), now - spacing)
+        if starts[0] <= now - self.span:
+            self.trim(now)
+
+    def trim(self, now: float) -> None:
+        cutoff = now - self.span
+        starts = self.starts
+        while starts and starts[0] <= cutoff:
+            starts.popleft()
+
+    def top_up(self, count: int, now: float) -> int:
+        """Adds phantom starts at ``now`` until the (trimmed) log holds ``count``; returns how many."""
+        missing = count - len(self.starts)
+        if missing > 0:
+            self.starts.extend(repeat(now, missing))
+        return max(0, missing)
+
+    def in_window(self, now: float) -> int:
+        """Starts (ours and phantoms) in the last ``window`` seconds."""
+        self.trim(now)
+        cutoff = now - self.window
+        count = 0
+        for started in reversed(self.starts):
+            if started <= cutoff:
+                break
+            count += 1
+        return count
+
+    # --- what the server says ---------------------------------------------------------------
+
+    def observe_remaining(self, remaining: int, now: float) -> None:
+        """``X-Ratelimit-Remaining`` of a response: top up the log to the server's count."""
+        limit = self.limit
+        if limit is None:
+            return
+        # The server's count, against our effective limit: when that is a configured limit below
+        # the server's, the difference is headroom that others may use first.
+        remaining = max(remaining, 0)
+        used = limit - remaining
+        if remaining >= self._low_remaining + max(2, limit // 4):
+            # The server's count fell at once: a fixed window turned over. What it counts from now
+            # on is what arrives after this point (our in-flight starts are counted as others'
+            # below: the safe side).
+            self._own_since_reset = self._phantoms_since_reset = 0
+            self._low_remaining = remaining
+        else:
+            self._low_remaining = min(self._low_remaining, remaining)
+        if used <= 0:
+            return
+        self.trim(now)
+        # Others' usage is what the server counts beyond the whole log (right for a sliding
+        # window), or beyond our starts since the last reset (right for fixed windows, where the
+        # log still holds our starts of the previous window, which would hide theirs).
+        beyond_log = used - len(self.starts)
+        missing = max(beyond_log, used - self._own_since_reset - self._phantoms_since_reset)
+        if missing > 0:
+            self.starts.extend(repeat(now, missing))
+            self._phantoms_since_reset += missing
+            # One beyond our starts since a reset may be our own request that arrived after it.
+            if beyond_log > 0 or missing >= 2:
+                self.shared_until = now + self.span
+
+    def observe_rate_limited(
+        self, total_permitted: int | None, retry_after: float | None, now: float
+    ) -> None:
+        """A 429: learn the limit, and pause every start (see the module docstring)."""
+        self.rate_limited += 1
+        if total_permitted is not None and total_permitted > 0:
+            self.announce(total_permitted, "429")
+        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+            # Honoured up to one span: after that any server's window has turned over, and a
+            # bogus hour-long Retry-After must not stall a bulk job.
+            self.pause_until = max(self.pause_until, now + min(retry_after, self.span))
+            self.last_pause_end = self.pause_until
+            logger.info(
+                "rate limit reached, Retry-After %.2fs: pausing all requests for %.2fs",
+                retry_after,
+                self.pause_until - now,
+            )
+            return
+        # Did we start a request after the last pause ended, and still get rejected?
+        last_pause_end = self.last_pause_end
+        repeated = (
+            last_pause_end is not None
+            and now >= self.pause_until
+            and now - last_pause_end < self.span
+            and self.last_start >= last_pause_end - EARLY
+        )
+        self.trim(now)
+        starts = self.starts
+        limit = self.limit
+        if limit is None:
+            resume = (starts[0] if starts else now) + self.span
+        else:
+            self.top_up(limit + 1, now)
+            resume = starts[-self.usable(now)] + self.span
+        if repeated:
+            resume = max(resume, now + self.span)
+        self.pause_until = max(self.pause_until, resume)
+        self.last_pause_end = self.pause_until
+        logger.info(
+            "rate limit reached (limit %s per %gs): pausing all requests for %.2fs",
+            self.limit,
+            self.window,
+            self.pause_until - now,
+        )

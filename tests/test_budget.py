@@ -1,0 +1,182 @@
+"""The limiter against a model server, in virtual time: never more than the limit in any window.
+
+:class:`ModelServer` counts each request when it arrives (its start plus a latency) in fixed
+windows of a phase the client is not told, or in a sliding window, and answers with the
+``X-Ratelimit-*`` headers after the latency, optionally with extra random delays so that answers
+arrive stale and out of order. Every assertion is about virtual time; nothing depends on the
+machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+
+from katapult_async._budget import Budget
+from katapult_async._ratelimit import RateLimiter
+from tests.test_ratelimit import VirtualTime, max_in_any_interval, stop
+
+
+@pytest.fixture
+def vt() -> VirtualTime:
+    return VirtualTime()
+
+
+class ModelServer:
+    """Counts arrivals per token like the simulator; ``limit`` may change mid-run."""
+
+    def __init__(self, vt: VirtualTime, limit: int, window: float, *, phase: float | None) -> None:
+        self.vt = vt
+        self.limit = limit
+        self.window = window
+        self.phase = phase  # None: sliding; else fixed windows starting at phase + k * window
+        self.arrivals: list[float] = []
+        self.rejected = 0
+
+    def count(self, at: float) -> int:
+        """Requests in the server's window that holds ``at``, after the one arriving at ``at``."""
+        self.arrivals.append(at)
+        if self.phase is None:
+            return sum(1 for t in self.arrivals if at - self.window < t <= at)
+        index = math.floor((at - self.phase) / self.window)
+        start = self.phase + index * self.window
+        return sum(1 for t in self.arrivals if start <= t < start + self.window)
+
+    def max_in_window(self, since: float = -math.inf) -> int:
+        times = [t for t in self.arrivals if t >= since]
+        if self.phase is None:
+            return max_in_any_interval(times, self.window - 1e-9) if times else 0
+        counts: dict[int, int] = {}
+        for t in times:
+            index = math.floor((t - self.phase) / self.window)
+            counts[index] = counts.get(index, 0) + 1
+        return max(counts.values(), default=0)
+
+    def run(
+        self,
+        limiter: RateLimiter,
+        *,
+        callers: int,
+        latency: float = 0.004,
+        headers: bool = True,
+        jitter: Callable[[], float] = lambda: 0.0,
+    ) -> list[asyncio.Task[None]]:
+        """Start ``callers`` tasks that send requests through ``limiter`` for ever."""
+
+        async def caller() -> None:
+            while True:
+                await limiter.acquire()
+                await self.vt.sleep(latency / 2)
+                count = self.count(self.vt.now)
+                limit = self.limit
+                await self.vt.sleep(latency / 2 + jitter())
+                if count > limit:
+                    self.rejected += 1
+                    limiter.observe_rate_limited(total_permitted=limit, retry_after=None)
+                elif headers:
+                    limiter.observe(permitted=limit, remaining=max(0, limit - count))
+                else:
+                    limiter.observe(permitted=None, remaining=None)
+                limiter.release()
+
+        return [asyncio.create_task(caller()) for _ in range(callers)]
+
+
+def new_limiter(vt: VirtualTime, window: float = 2.0) -> RateLimiter:
+    return RateLimiter(None, window, clock=vt.clock, sleep=vt.sleep)
+
+
+@pytest.mark.parametrize("phase", [None, 0.0, 0.37, 1.41, 1.99])
+async def test_one_process_never_exceeds_the_limit_and_nearly_reaches_it(
+    vt: VirtualTime, phase: float | None
+) -> None:
+    server = ModelServer(vt, 100, 2.0, phase=phase)
+    tasks = server.run(new_limiter(vt), callers=50)
+    await vt.advance_to(20.0)
+    await stop(tasks)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 100
+    # the steady rate is 99 per 2.02 s: 98 % of the limit, after the first window
+    assert len([t for t in server.arrivals if t >= 2.0]) >= 0.97 * 50 * 18
+
+
+@pytest.mark.parametrize("phase", [None, 0.6])
+async def test_a_second_process_appearing_mid_run(vt: VirtualTime, phase: float | None) -> None:
+    server = ModelServer(vt, 100, 2.0, phase=phase)
+    tasks = server.run(new_limiter(vt), callers=50)
+    await vt.advance_to(5.0)
+    tasks += server.run(new_limiter(vt), callers=50)
+    await vt.advance_to(25.0)
+    await stop(tasks)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 100
+    # together they still use most of the budget once the second one has settled in
+    assert len([t for t in server.arrivals if t >= 9.0]) >= 0.9 * 50 * 16
+
+
+@pytest.mark.parametrize("phase", [None, 0.25])
+async def test_a_limit_lowered_mid_run(vt: VirtualTime, phase: float | None) -> None:
+    server = ModelServer(vt, 100, 2.0, phase=phase)
+    tasks = server.run(new_limiter(vt), callers=50)
+    await vt.advance_to(6.0)
+    server.limit = 60
+    await vt.advance_to(20.0)
+    await stop(tasks)
+    # the first answers carrying the new limit may find its window already full: a few 429s at
+    # most, then never again, and every window that began after the change holds at most 60
+    assert server.rejected <= 3
+    assert server.max_in_window(since=6.0 + 2.1) <= 60
+
+
+@pytest.mark.parametrize("phase", [None, 1.1])
+async def test_stale_and_out_of_order_headers(vt: VirtualTime, phase: float | None) -> None:
+    rng = random.Random(7)
+    server = ModelServer(vt, 100, 2.0, phase=phase)
+    tasks = server.run(new_limiter(vt), callers=50, jitter=lambda: rng.expovariate(1 / 0.05))
+    await vt.advance_to(20.0)
+    await stop(tasks)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 100
+
+
+async def test_two_processes_started_together(vt: VirtualTime) -> None:
+    server = ModelServer(vt, 100, 2.0, phase=0.9)
+    tasks = server.run(new_limiter(vt), callers=25) + server.run(new_limiter(vt), callers=25)
+    await vt.advance_to(20.0)
+    await stop(tasks)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 100
+
+
+# --- the pure model ---------------------------------------------------------------------------
+
+
+def test_reserve_alone_and_shared() -> None:
+    budget = Budget(100, 2.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.02)
+    assert budget.usable(0.0) == 99
+    budget.record(0.0)
+    budget.observe_remaining(90, 0.1)  # 10 counted, 1 of them ours: others use the token
+    assert len(budget.starts) == 10
+    assert budget.usable(0.1) == 97
+    assert budget.usable(0.1 + 2.02) == 99  # no news of others for a span: alone again
+    budget.observe_remaining(95, 0.2)  # an older answer: changes nothing
+    assert len(budget.starts) == 10
+
+
+@pytest.mark.parametrize(("limit", "alone", "shared"), [(1, 1, 1), (2, 1, 1), (100, 99, 97)])
+def test_reserve_sizes(limit: int, alone: int, shared: int) -> None:
+    budget = Budget(limit, 60.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.6)
+    assert budget.usable(0.0) == alone
+    budget.shared_until = 1.0
+    assert budget.usable(0.0) == shared
+
+
+def test_default_margins() -> None:
+    limiter = RateLimiter(100, 2.0)
+    assert limiter._budget.span == pytest.approx(2.02)
+    assert limiter._budget.usable(0.0) == 99
+    assert RateLimiter(1000, 60.0)._budget.span == pytest.approx(60.6)

@@ -173,6 +173,11 @@ class RateLimiter:
         return self._budget.window
 
     @property
+    def waiting(self) -> int:
+        """Callers queued for a start right now: above zero while the limit is what holds them."""
+        return self._waiting
+
+    @property
     def rate_limited_count(self) -> int:
         """How many 429 responses have been observed."""
         return self._budget.rate_limited

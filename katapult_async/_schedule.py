@@ -59,6 +59,7 @@ _BACKOFF = 1.5
 _BACKOFF_JITTER = 0.1
 _PROBE_QUANTILE = 0.85
 _PROBE_QUANTILE_BUSY = 0.97  # target when fetches take as long as the tasks themselves
+_PROBE_QUANTILE_BOUND = 0.98  # target while the request budget binds (callers queue for it)
 _PROBE_JITTER = 0.05
 _TAIL_QUANTILE = 0.75
 _TAIL_RATIO_START = 0.15
@@ -255,13 +256,20 @@ class Schedule:
             probe_jitter=self._rng.uniform(1.0 - _PROBE_JITTER, 1.0 + _PROBE_JITTER),
         )
 
-    def plan(self, watch: Watch, now: float) -> tuple[float, Rule]:
-        """When to poll next, and which rule chose it."""
+    def plan(self, watch: Watch, now: float, *, bound: bool = False) -> tuple[float, Rule]:
+        """When to poll next, and which rule chose it.
+
+        ``bound``: requests are the bottleneck now (the rate limiter has callers queued), so a
+        probe that finds the task still running wastes a request that another item needed: the
+        probe is aimed at a high quantile (``_PROBE_QUANTILE_BOUND``) rather than early.
+        """
         if watch.last is None:
             return now, "first"  # a bare id: look first, to learn its name and state
         earliest = now + MIN_POLL_INTERVAL
         model = self._models.get(watch.last.name)
-        offset = model.probe_offset(self._probe_quantile(model)) if model is not None else None
+        offset = (
+            model.probe_offset(self._probe_quantile(model, bound)) if model is not None else None
+        )
         if model is None or offset is None:
             base = watch.base
             if watch.backoff_polls == 0 and watch.fetches == 0:
@@ -285,8 +293,13 @@ class Schedule:
                 gap = min(max(left, MIN_POLL_INTERVAL), 2 * gap, self._max_interval)
         return now + max(MIN_POLL_INTERVAL, gap)
 
-    def _probe_quantile(self, model: NameModel) -> float:
-        """Aim later when fetches are slow (a queueing rate limiter): a missed probe costs more."""
+    def _probe_quantile(self, model: NameModel, bound: bool = False) -> float:
+        """Aim later when fetches are slow (a queueing rate limiter): a missed probe costs more.
+
+        While the budget binds, a missed probe costs a request another item needed: aim high.
+        """
+        if bound:
+            return _PROBE_QUANTILE_BOUND
         typical = model.typical()
         if not typical or self._fetch_delay <= 0:
             return _PROBE_QUANTILE

@@ -225,6 +225,7 @@ class KatapultClient:
             self.get_task,
             poll_interval=config.poll_interval,
             max_poll_interval=config.max_poll_interval,
+            budget_binding=lambda: self._limiter.waiting > 0,
         )
 
     def __repr__(self) -> str:

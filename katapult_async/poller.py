@@ -90,6 +90,10 @@ class TaskPoller:
         sleep: Sleeps for the given seconds.
         wall_clock: Unix seconds, to date a task given by bare id from its ``created_at``.
         rng: Source of jitter (a private ``random.Random()`` by default).
+        budget_binding: Says whether requests are the bottleneck right now (the client passes
+            "the rate limiter has callers queued"). While it does, the probe is aimed at a high
+            quantile of the learned duration (a missed probe wastes a request another item
+            needed); otherwise early, for latency.
 
     Raises:
         ValueError: for a negative or non-finite interval, or ``max_poll_interval < poll_interval``.
@@ -106,6 +110,7 @@ class TaskPoller:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        budget_binding: Callable[[], bool] | None = None,
     ) -> None:
         _check_interval("poll_interval", poll_interval)
         _check_interval("max_poll_interval", max_poll_interval)
@@ -117,6 +122,7 @@ class TaskPoller:
         self._grace = not_found_grace
         self._clock = clock
         self._sleep = sleep
+        self._binding = budget_binding
         self._schedule = Schedule(
             max_poll_interval=max_poll_interval,
             wall_clock=wall_clock,
@@ -204,7 +210,8 @@ class TaskPoller:
             if retry_at is not None:
                 at = retry_at
             else:
-                at, kind = self._schedule.plan(watch, now)
+                bound = self._binding is not None and self._binding()
+                at, kind = self._schedule.plan(watch, now, bound=bound)
             if deadline is not None and at >= deadline:
                 if deadline > now:
                     await self._sleep(deadline - now)

@@ -26,6 +26,7 @@ from katapult_async.client import TOKEN_ENV_VAR, KatapultClient
 from katapult_async.errors import KatapultError
 
 T = TypeVar("T")
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -236,3 +237,20 @@ async def _interruptible(coro: Coroutine[Any, Any, T]) -> T:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+def pacing_options(command: FC) -> FC:
+    """``--rate-limit`` and ``--window``: what a command that sends many requests is told of the
+    token's budget (``bulk``, ``plan``, ``undo``)."""
+    command = click.option(
+        "--window",
+        type=click.FloatRange(min=0, min_open=True),
+        default=60.0,
+        show_default=True,
+        help="Rate-limit window in seconds.",
+    )(command)
+    return click.option(
+        "--rate-limit",
+        type=click.IntRange(min=1),
+        help="Requests permitted per window, if known (else learnt from the API's headers).",
+    )(command)

@@ -30,6 +30,7 @@ from katapult_async.cli._app import (
     CommandError,
     Settings,
     error_message,
+    pacing_options,
     run_command,
     settings_of,
 )
@@ -320,18 +321,7 @@ async def _dry_run(
     show_default=True,
     help="Items in progress at once (the rate limiter paces the requests themselves).",
 )
-@click.option(
-    "--rate-limit",
-    type=click.IntRange(min=1),
-    help="Requests permitted per window, if known (else learnt from the API's headers).",
-)
-@click.option(
-    "--window",
-    type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
-    show_default=True,
-    help="Rate-limit window in seconds.",
-)
+@pacing_options
 @click.option(
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -26,6 +26,7 @@ from katapult_async.cli._app import (
     EXIT_FAILURE,
     Settings,
     error_message,
+    pacing_options,
     run_command,
     settings_of,
 )
@@ -317,18 +318,7 @@ async def _plan(
     show_default=True,
     help="Interfaces read at once (the rate limiter paces the requests).",
 )
-@click.option(
-    "--rate-limit",
-    type=click.IntRange(min=1),
-    help="Requests permitted per window, if known (else learnt from the API's headers).",
-)
-@click.option(
-    "--window",
-    type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
-    show_default=True,
-    help="Rate-limit window in seconds.",
-)
+@pacing_options
 @click.pass_context
 def plan(
     ctx: click.Context,

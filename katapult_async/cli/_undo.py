@@ -18,7 +18,14 @@ import attrs
 import click
 
 from katapult_async.bulk._journal import loads
-from katapult_async.cli._app import EXIT_FAILURE, Settings, error_message, run_command, settings_of
+from katapult_async.cli._app import (
+    EXIT_FAILURE,
+    Settings,
+    error_message,
+    pacing_options,
+    run_command,
+    settings_of,
+)
 from katapult_async.cli._bulk import BulkOptions, ResultsWriter, counting_session, run_bulk
 from katapult_async.cli._input import Row
 from katapult_async.cli._plan import profile_matches, profile_text
@@ -133,10 +140,7 @@ async def _undo(
 )
 @click.option("--force", is_flag=True, help="Revert drifted interfaces too.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per window, if known.")
-@click.option(
-    "--window", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True
-)
+@pacing_options
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),

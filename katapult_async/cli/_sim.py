@@ -20,7 +20,7 @@ import click
 from katapult_async.cli._app import EXIT_FAILURE, Settings, run_command, settings_of
 from katapult_async.cli._bulk import BulkOptions, ResultsWriter, counting_session, run_bulk
 from katapult_async.cli._input import INPUT_COLUMNS, Row
-from katapult_async.cli._view import BulkState, duration, print_summary
+from katapult_async.cli._view import BulkState, RequestCounts, duration, print_summary
 from katapult_async.client import KatapultClient
 from katapult_async.models import Outcome
 
@@ -348,11 +348,26 @@ async def _demo_loop(
         highlight=False,
     )
     window = simulator.config.rate_limit_window
+    writer = ResultsWriter(None, settings)
     with tempfile.TemporaryDirectory() as tmp:
         plan_path = f"{tmp}/demo.plan.jsonl"
-        async with KatapultClient(
-            simulator.token, base_url=simulator.base_url, rate_limit_window=window
-        ) as client:
+        counts = RequestCounts()  # every request of the loop; each phase shows its own share
+        async with (
+            counting_session(counts) as session,
+            KatapultClient(
+                simulator.token,
+                base_url=simulator.base_url,
+                rate_limit_window=window,
+                session=session,
+            ) as client,
+        ):
+
+            async def run_phase(rows: Any, phase_options: BulkOptions, state: BulkState) -> None:
+                before = attrs.evolve(counts)
+                await run_bulk(settings, client, rows, phase_options, state, writer)
+                state.requests = RequestCounts(
+                    counts.requests - before.requests, counts.rate_limited - before.rate_limited
+                )
 
             async def plan(write: bool) -> dict[str, int]:
                 counts = {"change": 0, "unchanged": 0, "error": 0}
@@ -371,10 +386,7 @@ async def _demo_loop(
             journal = Path(f"{plan_path}.journal.jsonl")
             apply_options = attrs.evolve(options, journal=journal, concurrency=8)
             applied = BulkState(total=first[CHANGE], wait=True)
-            writer = ResultsWriter(None, settings)
-            await run_bulk(
-                settings, client, PlanFile(plan_path).rows(), apply_options, applied, writer
-            )
+            await run_phase(PlanFile(plan_path).rows(), apply_options, applied)
             print_summary(out, applied)
             out.print("[bold]3. verify[/] (the same plan again: nothing to change)")
             second = await plan(False)
@@ -383,7 +395,7 @@ async def _demo_loop(
             undone = BulkState(total=first[CHANGE], wait=True)
             undo_options = attrs.evolve(apply_options, journal=Path(f"{journal}.undo.jsonl"))
             rows = revert_rows(settings, client, read_changes(journal), False, report)
-            await run_bulk(settings, client, rows, undo_options, undone, writer)
+            await run_phase(rows, undo_options, undone)
             print_summary(out, undone)
     reverted = undone.counts[Outcome.COMPLETED]
     out.print(

@@ -27,6 +27,14 @@ the task's favour, and under a binding limit each task costs about one poll; the
 are compared with task durations, the higher the aim (up to 97%), since a missed probe then costs a
 whole extra queueing delay.
 
+While the request budget binds (the poller's ``budget_binding``: the rate limiter has callers
+queued), a probe that finds the task running wastes a request another item needed, and detecting a
+finish a little later costs nothing, because the budget sets the pace. The probe is then aimed at
+the 98% point (``_PROBE_QUANTILE_BOUND``), and a window in which every probe hit is not explored
+earlier: that exploration waits until the budget is idle. The poller also re-plans a first poll
+when it wakes while the budget binds, so that what other tasks' probes taught during its sleep
+(a run's first tasks are all planned before any is seen done) can put it later.
+
 The server's ``finished_at - created_at`` measures every completed task without that bias, but the
 API sends whole seconds: a 1 s task reads 0, 1 or 2. Server durations are used only where their
 resolution is at most a tenth of the duration (whole seconds: tasks of 10 s or more; sub-second
@@ -136,8 +144,13 @@ class NameModel:
         self.tail_ratio = _TAIL_RATIO_START
         self._location: float | None = None  # of the fitted done curve, in log seconds
 
-    def probe_offset(self, q: float) -> float | None:
-        """Seconds after submission by which a fraction ``q`` of tasks are done, or None."""
+    def probe_offset(self, q: float, *, bound: bool = False) -> float | None:
+        """Seconds after submission by which a fraction ``q`` of tasks are done, or None.
+
+        ``bound``: the request budget binds. When every probe found the task done, the next one
+        then goes no earlier than the earliest of them (a deliberate early probe would be a
+        wasted request), instead of 10% before it.
+        """
         if self.server_trusted and len(self.server) >= _SERVER_MIN_SAMPLES:
             return quantile(self.server, q)
         beyond = 0.0
@@ -145,7 +158,7 @@ class NameModel:
             done = [t for t, hit in self.probes if hit]
             if len(done) == len(self.probes):
                 # Every probe found the task done: try earlier, to notice if tasks got faster.
-                return _EXPLORE_EARLIER * min(done)
+                return (1.0 if bound else _EXPLORE_EARLIER) * min(done)
             if done:
                 if self._location is None:
                     self._location = fit_done_curve(self.probes)
@@ -268,7 +281,9 @@ class Schedule:
         earliest = now + MIN_POLL_INTERVAL
         model = self._models.get(watch.last.name)
         offset = (
-            model.probe_offset(self._probe_quantile(model, bound)) if model is not None else None
+            model.probe_offset(self._probe_quantile(model, bound), bound=bound)
+            if model is not None
+            else None
         )
         if model is None or offset is None:
             base = watch.base

@@ -11,7 +11,10 @@ tasks finish, and aims to poll each task once, soon after it is done. The schedu
 1. **Unknown name** (nothing learned yet): poll ``poll_interval`` after submission, then back off
    x1.5 per poll, with ±10% jitter, up to ``max_poll_interval``.
 2. **Known name**: the first poll (the *probe*) is aimed at the time by which about 85% of tasks of
-   that name are done (±5% jitter). Most tasks are done when probed, and cost one poll.
+   that name are done (±5% jitter). Most tasks are done when probed, and cost one poll. While the
+   request budget binds (``budget_binding``; the client passes "the rate limiter has callers
+   queued"), the probe is aimed at the 98% point instead, and re-planned when it wakes: a probe
+   that finds the task running would waste a request another item needed.
 3. **Still running after the probe** (the *tail*): the next poll comes soon, after a learned
    fraction of the typical duration, then backs off x1.5 up to ``max_poll_interval``.
 4. **Progress rate**: once two ``running`` observations show progress strictly between 0 and 100
@@ -48,6 +51,7 @@ from katapult_async.models import Task, TaskStatus
 __all__ = ["MIN_POLL_INTERVAL", "PollerStats", "TaskPoller"]
 
 _NOT_FOUND_RETRY_MAX = 1.0
+_MAX_REPLANS = 3  # times one first poll may be put off after its sleep (budget binding)
 _KNOWN_TASK_NOT_FOUND = 3  # late 404s in a row tolerated for a task the API already returned
 
 
@@ -205,6 +209,7 @@ class TaskPoller:
         retry_at: float | None = None  # set after a task_not_found answer within the grace
         misses = 0  # task_not_found answers in a row
         kind: Rule = "first"
+        replans = 0  # first polls put off after a sleep (see _replan_later)
         while True:
             now = self._clock()
             if retry_at is not None:
@@ -219,6 +224,9 @@ class TaskPoller:
                 raise TaskTimeoutError(watch.last, self._clock() - watch.started, watch.task_id)
             if at > now:
                 await self._sleep(at - now)
+                if replans < _MAX_REPLANS and self._replan_later(watch, retry_at):
+                    replans += 1
+                    continue
             sent = self._clock()
             self._bump(polls=1)
             try:
@@ -242,6 +250,22 @@ class TaskPoller:
             result = await self._observe(watch, current, on_progress)
             if result is not None:
                 return result
+
+    def _replan_later(self, watch: Watch, retry_at: float | None) -> bool:
+        """Whether a first poll, due now, should rather wait for a later probe.
+
+        Only while the budget binds: what other tasks' probes taught during this wait's sleep
+        (the first tasks of a run are all planned before any is seen done) may put the probe
+        later, and a poll that finds the task running would waste a request the budget needs.
+        The new time is still chosen before this task is seen, so the probe stays a fair sample.
+        """
+        if retry_at is not None or watch.fetches or watch.last is None:
+            return False
+        if self._binding is None or not self._binding():
+            return False
+        now = self._clock()
+        at, kind = self._schedule.plan(watch, now, bound=True)
+        return kind == "probe" and at > now
 
     async def _observe(
         self, watch: Watch, task: Task, on_progress: ProgressCallback[Task] | None

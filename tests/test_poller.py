@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import pytest
 
+from katapult_async._ratelimit import RateLimiter
 from katapult_async.errors import TaskFailedError, TaskNotFoundError, TaskTimeoutError
 from katapult_async.models import Task, TaskStatus
 from katapult_async.poller import MIN_POLL_INTERVAL, PollerStats, TaskPoller
@@ -763,3 +764,89 @@ async def test_bad_wait_options_are_rejected() -> None:
         await poller.wait(PENDING, timeout=-1)
     with pytest.raises(ValueError, match="poll_interval"):
         await poller.wait(PENDING, poll_interval=-1)
+
+
+# --- a binding request budget --------------------------------------------------------------------
+
+
+async def test_the_limiter_reports_its_queued_callers() -> None:
+    vt = VirtualTime()
+    limiter = RateLimiter(1, 10.0, clock=vt.clock, sleep=vt.sleep, probe=False)
+    await limiter.acquire()
+    seen: list[int] = []
+
+    async def look() -> None:
+        await asyncio.sleep(0)
+        seen.append(limiter.waiting)
+
+    await vt.gather(limiter.acquire(), look())
+
+    assert seen == [1]  # the second caller queued for the next window
+    assert limiter.waiting == 0
+
+
+async def _bound_run(*, binding: bool, spacing: float = 0.05) -> list[int]:
+    """200 tasks of 0.5-1.5 s, 20 workers, a FIFO budget of one request per ``spacing``."""
+    vt = VirtualTime()
+    next_slot = [0.0]
+    waiting = [0]
+
+    async def acquire() -> None:
+        slot = max(vt.now, next_slot[0])
+        next_slot[0] = slot + spacing
+        if slot > vt.now:
+            waiting[0] += 1
+            try:
+                await vt.sleep(slot - vt.now)
+            finally:
+                waiting[0] -= 1
+
+    server = FakeServer(vt, acquire=acquire)
+    poller = make_poller(
+        vt, server.fetch, budget_binding=(lambda: waiting[0] > 0) if binding else None
+    )
+    rng = random.Random(5)
+    queue = list(range(200))
+    polls: list[int] = []
+
+    async def worker() -> None:
+        while queue:
+            queue.pop(0)
+            await acquire()
+            task = server.submit(rng.uniform(0.5, 1.5))
+            await poller.wait(task, submitted_at=vt.now)
+            polls.append(server.polls(task.id))
+
+    await vt.gather(*(worker() for _ in range(20)))
+    return polls
+
+
+async def test_a_binding_budget_costs_fewer_polls_per_task() -> None:
+    idle = await _bound_run(binding=False)
+    bound = await _bound_run(binding=True)
+
+    assert sum(bound) < sum(idle)
+    assert statistics.mean(bound[20:]) <= 1.05
+
+
+async def test_a_first_poll_is_put_off_when_the_budget_binds_and_others_taught_more() -> None:
+    vt = VirtualTime()
+    server = FakeServer(vt)
+    bound = [False]
+    poller = make_poller(vt, server.fetch, budget_binding=lambda: bound[0])
+    await run_sequentially(poller, server, [1.0] * 10)  # learned: done by about 1 s
+    bound[0] = True
+    start = vt.now
+
+    async def wait_at(delay: float, duration: float) -> Task:
+        await vt.sleep(delay)
+        return await poller.wait(server.submit(duration), submitted_at=vt.now)
+
+    # The first task is slower than learned; the second, submitted just after it and planned
+    # before its probe missed, looks later than it was planned at submission.
+    first, second = await vt.gather(wait_at(0.0, 3.0), wait_at(0.3, 3.0))
+
+    first_offset = server.fetch_times(first.id)[0] - start
+    second_offset = server.fetch_times(second.id)[0] - (start + 0.3)
+    assert first_offset < 1.7  # the learned 98% point, about 1.5 s
+    assert second_offset > first_offset * 1.1  # beyond the ±5% probe jitter: put off

@@ -340,3 +340,47 @@ def test_slow_fetches_aim_the_probe_later() -> None:
     quick_at, _ = quick.plan(watch_of(quick), 0.0)
     slow_at, _ = slow.plan(watch_of(slow), 0.0)
     assert slow_at > quick_at
+
+
+# --- a binding request budget --------------------------------------------------------------------
+
+
+def test_a_binding_budget_aims_the_probe_at_a_high_quantile() -> None:
+    schedule = make_schedule()
+    model = schedule._model(NAME)
+    for _ in range(10):
+        model.add_probe(1.8, False)
+        model.add_probe(2.2, True)
+    watch = watch_of(schedule)
+    idle_at, idle_kind = schedule.plan(watch, 0.0)
+    bound_at, bound_kind = schedule.plan(watch, 0.0, bound=True)
+    assert idle_kind == bound_kind == "probe"
+    assert bound_at == pytest.approx(model.probe_offset(0.98))  # jitter: none (Midpoint)
+    assert bound_at > idle_at
+
+
+def test_all_done_probes_under_a_binding_budget_are_not_aimed_earlier() -> None:
+    model = NameModel()
+    for t in (1.5, 1.2, 1.8):
+        model.add_probe(t, True)
+    assert model.probe_offset(0.98, bound=True) == pytest.approx(1.2)
+    assert model.probe_offset(0.98) == pytest.approx(0.9 * 1.2)  # idle: explore earlier
+
+
+def test_a_binding_budget_wastes_fewer_probes_on_widely_spread_tasks() -> None:
+    def misses(bound: bool) -> int:
+        schedule = Schedule(max_poll_interval=15.0, wall_clock=lambda: 0.0, rng=random.Random(1))
+        rng = random.Random(7)
+        missed = 0
+        for _ in range(200):
+            duration = rng.uniform(0.5, 1.5)
+            watch = watch_of(schedule)
+            at, kind = schedule.plan(watch, 0.0, bound=bound)
+            done = at >= duration
+            schedule.record_fetch(watch, kind, at, at, DONE if done else RUNNING)
+            if not done:
+                missed += 1
+                schedule.record_fetch(watch, "tail", duration, duration, DONE)
+        return missed
+
+    assert misses(bound=True) * 2 < misses(bound=False)

@@ -249,6 +249,19 @@ async def run_bulk(
             settings.out.line()  # rich ends its one final render without a newline
 
 
+@contextlib.asynccontextmanager
+async def bulk_client(
+    settings: Settings, options: BulkOptions, state: BulkState
+) -> AsyncIterator[KatapultClient]:
+    """The client of a bulk-style run, paced by ``options`` and counting into ``state.requests``."""
+    async with counting_session(state.requests) as session:
+        client = settings.client(
+            rate_limit=options.rate_limit, rate_limit_window=options.window, session=session
+        )
+        async with client:
+            yield client
+
+
 async def _bulk(
     settings: Settings,
     rows: Iterable[Row],
@@ -256,15 +269,11 @@ async def _bulk(
     state: BulkState,
     writer: ResultsWriter,
 ) -> int:
-    async with counting_session(state.requests) as session:
-        client = settings.client(
-            rate_limit=options.rate_limit, rate_limit_window=options.window, session=session
-        )
-        async with client:
-            try:
-                await run_bulk(settings, client, rows, options, state, writer)
-            except JournalInUseError as exc:  # before anything was sent
-                raise JournalBusyError(settings.redact(error_message(exc))) from None
+    async with bulk_client(settings, options, state) as client:
+        try:
+            await run_bulk(settings, client, rows, options, state, writer)
+        except JournalInUseError as exc:  # before anything was sent
+            raise JournalBusyError(settings.redact(error_message(exc))) from None
     print_summary(settings.out, state)
     return EXIT_FAILURE if state.any_failed else 0
 

@@ -26,7 +26,7 @@ from katapult_async.cli._app import (
     run_command,
     settings_of,
 )
-from katapult_async.cli._bulk import BulkOptions, ResultsWriter, counting_session, run_bulk
+from katapult_async.cli._bulk import BulkOptions, ResultsWriter, bulk_client, run_bulk
 from katapult_async.cli._input import Row
 from katapult_async.cli._plan import profile_matches, profile_text
 from katapult_async.cli._view import BulkState, print_summary
@@ -108,13 +108,9 @@ async def _undo(
     force: bool,
     report: UndoReport,
 ) -> int:
-    async with counting_session(state.requests) as session:
-        client = settings.client(
-            rate_limit=options.rate_limit, rate_limit_window=options.window, session=session
-        )
-        async with client:
-            rows = revert_rows(settings, client, changes, force, report)
-            await run_bulk(settings, client, rows, options, state, writer)
+    async with bulk_client(settings, options, state) as client:
+        rows = revert_rows(settings, client, changes, force, report)
+        await run_bulk(settings, client, rows, options, state, writer)
     print_summary(settings.out, state)
     out = settings.out
     reverted = state.counts[Outcome.COMPLETED] + state.counts[Outcome.ALREADY_ASSIGNED]

@@ -67,6 +67,7 @@ class Case:
         args = ["--rate-limit", str(limit), "--window", str(window), "--mode", self.mode]
         args += ["--interfaces", str(items), "--task-duration", str(duration)]
         args += ["--task-jitter", str(TASK_JITTER), "--seed", str(seed)]
+        args += ["--task-progress", "live"]  # running progress a flat 5, as recorded live
         if self.name not in CHARTED_CASES:  # the charted ones keep a log for benchmarks/plot.py
             args += ["--no-record"]
         return args + ([] if self.headers else ["--no-rate-headers"])

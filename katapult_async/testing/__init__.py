@@ -54,6 +54,7 @@ from ._config import (
     OptionValue,
     RateLimitMode,
     SimulatorConfig,
+    TaskProgress,
     config_options,
 )
 from ._faults import FaultKind, FaultRule
@@ -92,6 +93,7 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorStats",
     "TaskOutcome",
+    "TaskProgress",
     "VirtualMachine",
     "build_parser",
     "config_from_args",

@@ -24,6 +24,9 @@ RateLimitMode = Literal["fixed", "sliding"]
 ErrorEnvelope = Literal["wrapped", "flat"]
 """Error body shape: ``{"error": {...}}`` as the live API sends, or flat as the docs show."""
 
+TaskProgress = Literal["rising", "live"]
+"""How a running task's progress moves: rising from 5 to 95, or a flat 5 as the live API reports."""
+
 OptionValue = bool | int | float | str
 """The type of a value given on a command line."""
 
@@ -127,6 +130,10 @@ class SimulatorConfig:
             injected fault), which reports it ``completed``, or ``failed`` as drawn with
             ``task_failure_rate`` (1.0 fails every task). ``task_duration`` and its jitter are
             then ignored. None (the default) runs tasks on the clock.
+        task_progress: How a task reports ``progress``: 0 while ``pending`` and 100 once
+            ``completed`` either way. ``"rising"``: 5 when it starts running, rising linearly to
+            95 (by the clock, or by reads with ``task_polls``). ``"live"``: 0 pending, 5 running,
+            100 completed, as recorded from the live API. A failed task keeps the progress it had.
         seed: Seed of the one :class:`random.Random` behind every random choice (durations,
             outcomes, fault probabilities, the generated token), so runs replay.
         latency: Seconds added before every API response.
@@ -203,6 +210,11 @@ class SimulatorConfig:
         default=None,
         validator=_optional_positive_int,
         metadata=_option("task reads until a task ends (default: by the clock)"),
+    )
+    task_progress: TaskProgress = attrs.field(
+        default="rising",
+        validator=attrs.validators.in_(typing.get_args(TaskProgress)),
+        metadata=_option("progress of a running task", "--task-progress"),
     )
     seed: int | None = attrs.field(
         default=None, metadata=_option("seed for every random choice", "--seed")

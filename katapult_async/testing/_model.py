@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from ._config import TaskProgress
 from ._faults import FaultKind
 from ._ids import opaque_id
 
@@ -169,6 +170,8 @@ class SimulatedTask:
             it has not ended (it is ``running`` until then); None for tasks on the clock and
             once the task has ended, when ``duration`` says when that was.
         polls: Reads of the task so far, counted only with ``task_polls``.
+        progress_mode: How ``progress`` moves while the task runs
+            (``SimulatorConfig.task_progress``).
     """
 
     id: str
@@ -182,6 +185,7 @@ class SimulatedTask:
     duration: float
     finish_on_poll: int | None = None
     polls: int = 0
+    progress_mode: TaskProgress = "rising"
 
     @property
     def finishes_at(self) -> float | None:
@@ -216,11 +220,16 @@ class SimulatedTask:
     def progress_at(self, now: float) -> int:
         """Return the task's progress (0-100) at clock time ``now``.
 
-        0 while pending, 5 when it starts running, rising linearly to 95, 100 once completed; a
-        failed task keeps the progress it had reached.
+        0 while pending, 5 when it starts running, 100 once completed; a failed task keeps the
+        progress it had reached. While running, a ``"rising"`` task's progress rises linearly to
+        95 (by reads with ``task_polls``), a ``"live"`` one's stays at 5 as the live API's does.
         """
         if now < self.starts_at:
             return 0
+        if self.progress_mode == "live":
+            if self.status_at(now) is SimulatedTaskStatus.COMPLETED:
+                return 100
+            return 5
         if self.finish_on_poll is not None:
             return 5 + int(90 * min(self.polls, self.finish_on_poll) / self.finish_on_poll)
         run = self.created + self.duration - self.starts_at

@@ -199,6 +199,7 @@ class World:
             starts_at=now + start_delay,
             duration=duration,
             finish_on_poll=task_polls,
+            progress_mode=config.task_progress,
         )
         self.tasks[task.id] = task
         self.interfaces[interface.id] = attrs.evolve(interface, speed_profile_id=profile.id)

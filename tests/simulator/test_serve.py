@@ -34,6 +34,7 @@ CONFIG_FLAGS = [
     "--task-start-delay",
     "--failure-rate",
     "--never-finish-rate",
+    "--task-progress",
     "--seed",
     "--latency",
     "--no-record",
@@ -51,6 +52,8 @@ def test_config_options_name_fields_and_keep_their_defaults() -> None:
         assert option.is_flag == (option.flag_value is not None)
     by_name = {option.name: option for option in options}
     assert by_name["rate_limit_mode"].choices == ("fixed", "sliding")
+    assert by_name["task_progress"].choices == ("rising", "live")
+    assert (by_name["task_progress"].type, by_name["task_progress"].is_flag) == (str, False)
     assert by_name["rate_limit"].type is int
     assert by_name["rate_limit_window"].type is float
     assert (by_name["rate_limit_headers"].is_flag, by_name["rate_limit_headers"].flag_value) == (
@@ -67,8 +70,9 @@ def test_command_line_sets_every_option() -> None:
         shlex.split(
             "--host ::1 --port 8080 --allow-non-loopback --token t --rate-limit 5 --window 2.5 "
             "--mode sliding --no-rate-headers --flat-errors --task-duration 1 --task-jitter 0.1 "
-            "--task-start-delay 0.2 --failure-rate 0.3 --never-finish-rate 0.4 --seed 7 "
-            "--latency 0.01 --no-record --max-recorded 9 --interfaces 3 --speed-profile 1gbps"
+            "--task-start-delay 0.2 --failure-rate 0.3 --never-finish-rate 0.4 "
+            "--task-progress live --seed 7 --latency 0.01 --no-record --max-recorded 9 "
+            "--interfaces 3 --speed-profile 1gbps"
         )
     )
     assert testing.config_from_args(args) == SimulatorConfig(
@@ -86,6 +90,7 @@ def test_command_line_sets_every_option() -> None:
         task_start_delay=0.2,
         task_failure_rate=0.3,
         task_never_finish_rate=0.4,
+        task_progress="live",
         seed=7,
         latency=0.01,
         record_requests=False,
@@ -94,6 +99,16 @@ def test_command_line_sets_every_option() -> None:
     assert (args.interfaces, args.speed_profile) == (3, "1gbps")
     help_text = parser.format_help()
     assert all(flag in help_text for flag in [*CONFIG_FLAGS, "--interfaces", "--speed-profile"])
+    assert "--task-progress {rising,live}" in help_text
+
+
+def test_command_line_task_progress() -> None:
+    parser = testing.build_parser()
+    assert testing.config_from_args(parser.parse_args([])).task_progress == "rising"
+    args = parser.parse_args(["--task-progress", "live"])
+    assert testing.config_from_args(args).task_progress == "live"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--task-progress", "flat"])
 
 
 def _child_process_options() -> dict[str, Any]:

@@ -7,8 +7,14 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 
-from katapult_async.testing import KatapultSimulator, SimulatedTaskStatus, TaskOutcome
+from katapult_async.testing import (
+    KatapultSimulator,
+    SimulatedTaskStatus,
+    SimulatorConfig,
+    TaskOutcome,
+)
 
 from .helpers import INTERFACE, UPDATE, FakeClock, call, profile_id, update_body
 
@@ -175,3 +181,74 @@ async def test_concurrent_updates(session: aiohttp.ClientSession, sim: KatapultS
     assert {reply.status for reply in replies} == {200}
     assert len({reply.body["task"]["id"] for reply in replies}) == 200
     assert sim.stats.tasks_created == 200
+
+
+async def _read_task(
+    session: aiohttp.ClientSession, sim: KatapultSimulator, task_id: str
+) -> tuple[str, int]:
+    task = (await call(session, sim, "GET", f"/tasks/{task_id}")).body["task"]
+    return task["status"], task["progress"]
+
+
+async def _create_task(session: aiohttp.ClientSession, sim: KatapultSimulator) -> str:
+    [interface_id] = sim.add_interfaces(1)
+    created = await call(session, sim, "PATCH", UPDATE, json_body=update_body(interface_id))
+    assert created.body["task"]["progress"] == 0
+    task_id: str = created.body["task"]["id"]
+    return task_id
+
+
+async def test_live_progress_stays_at_5_while_running_counted_by_reads(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with KatapultSimulator(task_progress="live", task_polls=3) as sim:
+        task_id = await _create_task(session, sim)
+        assert sim.tasks[task_id].progress_mode == "live"
+        assert await _read_task(session, sim, task_id) == ("running", 5)
+        assert await _read_task(session, sim, task_id) == ("running", 5)
+        assert await _read_task(session, sim, task_id) == ("completed", 100)
+        assert await _read_task(session, sim, task_id) == ("completed", 100)
+
+
+async def test_live_progress_on_an_injected_clock(session: aiohttp.ClientSession) -> None:
+    clock = FakeClock(0.0)
+    async with KatapultSimulator(
+        task_progress="live", task_duration=4.0, task_start_delay=1.0, clock=clock
+    ) as sim:
+        task_id = await _create_task(session, sim)
+        assert await _read_task(session, sim, task_id) == ("pending", 0)
+        clock.advance(1.0)
+        assert await _read_task(session, sim, task_id) == ("running", 5)
+        clock.advance(2.5)
+        assert await _read_task(session, sim, task_id) == ("running", 5)
+        clock.advance(0.5)
+        assert await _read_task(session, sim, task_id) == ("completed", 100)
+
+
+async def test_live_progress_of_a_failed_task_stays_at_5(session: aiohttp.ClientSession) -> None:
+    async with KatapultSimulator(task_progress="live", task_polls=2, task_failure_rate=1.0) as sim:
+        task_id = await _create_task(session, sim)
+        assert await _read_task(session, sim, task_id) == ("running", 5)
+        assert await _read_task(session, sim, task_id) == ("failed", 5)
+
+
+async def test_default_progress_still_rises_while_running(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with KatapultSimulator(task_polls=4) as sim:
+        assert sim.config.task_progress == "rising"
+        task_id = await _create_task(session, sim)
+        seen = [await _read_task(session, sim, task_id) for _ in range(4)]
+        assert [status for status, _ in seen] == ["running"] * 3 + ["completed"]
+        progress = [p for _, p in seen]
+        assert progress == sorted(progress)
+        assert all(5 < p < 100 for p in progress[:3])
+        assert progress[-1] == 100
+
+
+@pytest.mark.parametrize("value", ["flat", "", "LIVE", None, 5])
+def test_task_progress_rejects_unknown_values(value: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        SimulatorConfig(task_progress=value)
+    with pytest.raises((ValueError, TypeError)):
+        KatapultSimulator(task_progress=value)

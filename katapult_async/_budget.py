@@ -66,7 +66,7 @@ from collections import deque
 from itertools import repeat
 from typing import Literal
 
-__all__ = ["Budget", "RateLimitSource"]
+__all__ = ["PRIORITY_POLL", "Budget", "RateLimitSource"]
 
 RateLimitSource = Literal["configured", "headers", "429"]
 """Where the effective limit came from."""
@@ -74,6 +74,10 @@ RateLimitSource = Literal["configured", "headers", "429"]
 _AnnouncedSource = Literal["headers", "429"]
 
 logger = logging.getLogger("katapult_async.ratelimit")
+
+PRIORITY_POLL = 1
+"""The limiter queue's priority for task polls: after every other waiting request (0). While the
+budget binds, a PATCH starts a task the run waits for; a poll only notices that one ended."""
 
 EARLY = 1e-6
 """A sleeper may wake this much early (timer resolution, rounding); starting then is harmless."""

@@ -173,7 +173,7 @@ class HTTPTransport:
     async def _attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         request = state.request
         session = self._get_session()
-        await self._limiter.acquire()
+        await self._limiter.acquire(request.priority)
         state.attempts += 1
         try:
             async with session.request(

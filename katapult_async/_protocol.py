@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from katapult_async._budget import PRIORITY_POLL
 from katapult_async._convert import converter
 from katapult_async._validate import validate_identifier
 from katapult_async.errors import (
@@ -67,6 +68,8 @@ class APIRequest:
             ``(name, value)`` pairs where a name repeats (``annotations[][key]``).
         body: The JSON body, for PATCH.
         kind: A short label for logs and metrics (``"update_speed_profile"``, ``"get_task"``).
+        priority: Its place in the rate limiter's queue: 0, or ``PRIORITY_POLL`` for task polls,
+            which wait behind the others while the budget binds.
     """
 
     method: str
@@ -74,6 +77,7 @@ class APIRequest:
     params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
     body: Mapping[str, Any] | None = None
     kind: str = ""
+    priority: int = 0
 
     @property
     def idempotent(self) -> bool:
@@ -133,7 +137,9 @@ def update_speed_profile_request(
 def get_task_request(task_id: str) -> APIRequest:
     """The GET of one task by id."""
     validate_identifier(task_id, what="task id")
-    return APIRequest("GET", TASK_PATH, params={"task[id]": task_id}, kind="get_task")
+    return APIRequest(
+        "GET", TASK_PATH, params={"task[id]": task_id}, kind="get_task", priority=PRIORITY_POLL
+    )
 
 
 def get_interface_request(interface: str | NetworkInterfaceRef) -> APIRequest:

@@ -8,12 +8,19 @@ model of :mod:`katapult_async._budget` (the log of starts, the reserves, what ``
 headers and 429s teach); this module is its asyncio shell: the queue of waiting callers and the
 first-response probe.
 
-**Waiting.** Callers that may not start at once queue on one FIFO :class:`asyncio.Lock`. Only the
-head of the queue sleeps, exactly until the next allowed start, then re-checks (the state may
-have changed while it slept), records its start and hands over to the next one. Nothing polls.
+**Waiting.** Callers that may not start at once join one queue, ordered by ``priority`` (lower
+first; :data:`PRIORITY_POLL` for task polls, 0 for everything else) and first come, first served
+within a priority. Only the head of the queue sleeps, exactly until the next allowed start, then
+re-checks (the state may have changed while it slept, and a more urgent caller may have arrived:
+it then hands the head over), records its start and hands over to the next one. Nothing polls.
 Cancelling a waiter, queued or sleeping, records nothing and leaves the queue working.
 Waking a sleeping head early is not attempted: if the limit is raised while it sleeps, it still
 sleeps out the wait it computed.
+
+Why polls yield: while the budget binds, a PATCH starts a task that the run then waits for, and a
+poll only notices a finish, which a little later costs nothing at that pace. Near the end of a
+bulk run this sends the last PATCHes first, so the last tasks start (and end) sooner, and the
+budget left goes to the polls that are due.
 
 **Unknown limit.** Until a limit is known, :meth:`RateLimiter.acquire` returns at once (an O(1)
 fast path that only logs the start), except during a 429 pause. The starts are logged anyway,
@@ -41,6 +48,8 @@ several clients that use the same token on the same loop. Time comes only from t
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import math
 import time
@@ -48,14 +57,29 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from katapult_async._budget import EARLY, Budget, RateLimitSource, default_time_margin
+from katapult_async._budget import (
+    EARLY,
+    PRIORITY_POLL,
+    Budget,
+    RateLimitSource,
+    default_time_margin,
+)
 
-__all__ = ["DEFAULT_PROBE_TIMEOUT", "RateLimitSource", "RateLimitState", "RateLimiter"]
+__all__ = [
+    "DEFAULT_PROBE_TIMEOUT",
+    "PRIORITY_POLL",
+    "RateLimitSource",
+    "RateLimitState",
+    "RateLimiter",
+]
 
 logger = logging.getLogger("katapult_async.ratelimit")
 
 DEFAULT_PROBE_TIMEOUT = 0.3
 """Seconds the first request goes alone before others start without its answer."""
+
+# A queued caller: (priority, arrival number, the future set when it becomes the head).
+_Entry = tuple[int, int, "asyncio.Future[None]"]
 
 
 @attrs.frozen
@@ -146,7 +170,9 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._waiting = 0
-        self._queue = asyncio.Lock()
+        self._queue: list[_Entry] = []  # a heap: the most urgent, then the oldest, first
+        self._arrivals = itertools.count()
+        self._head: _Entry | None = None  # the caller now allowed to sleep until the next start
         # The first-response probe: on until a response (or a release) has been seen.
         self._probing = probe
         self._probe_timeout = probe_timeout
@@ -182,10 +208,15 @@ class RateLimiter:
         """How many 429 responses have been observed."""
         return self._budget.rate_limited
 
-    async def acquire(self) -> None:
+    async def acquire(self, priority: int = 0) -> None:
         """Waits until one more request may start, and records its start.
 
-        Callers are served in FIFO order. Cancelling a waiting call records nothing.
+        Callers are served by ``priority`` (lower first), then in arrival order. Cancelling a
+        waiting call records nothing.
+
+        Args:
+            priority: 0 for most requests; :data:`PRIORITY_POLL` for task polls, which yield to
+                the others while the budget binds.
         """
         budget = self._budget
         if not (self._probing and self._in_flight >= self._allowed):
@@ -199,23 +230,61 @@ class RateLimiter:
             elif not self._waiting and budget.ready_at(now) <= now + EARLY:
                 self._record(now, None)
                 return
+        entry: _Entry = (priority, next(self._arrivals), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._queue, entry)
         self._waiting += 1
         try:
-            async with self._queue:
-                while True:
-                    if self._probing and self._in_flight >= self._allowed:
-                        await self._first_answer()
-                        continue
-                    now = self._clock()
-                    ready_at = budget.ready_at(now)
-                    if ready_at <= now + EARLY:
-                        self._record(now, ready_at)
-                        return
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug("waiting %.3fs for the rate limit", ready_at - now)
-                    await self._sleep(ready_at - now)
+            self._promote()
+            while True:
+                if self._head is not entry:
+                    await entry[2]
+                    continue
+                if self._queue[0] is not entry:  # a more urgent caller came: it goes first
+                    entry = self._requeue(entry)
+                    continue
+                if self._probing and self._in_flight >= self._allowed:
+                    await self._first_answer()
+                    continue
+                now = self._clock()
+                ready_at = budget.ready_at(now)
+                if ready_at <= now + EARLY:
+                    self._record(now, ready_at)
+                    return
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("waiting %.3fs for the rate limit", ready_at - now)
+                await self._sleep(ready_at - now)
         finally:
             self._waiting -= 1
+            self._leave(entry)
+
+    def _promote(self) -> None:
+        """Makes the most urgent queued caller the head, if there is none."""
+        if self._head is None and self._queue:
+            head = self._head = self._queue[0]
+            if not head[2].done():
+                head[2].set_result(None)
+
+    def _requeue(self, entry: _Entry) -> _Entry:
+        """``entry`` stops being the head (it keeps its place) and the most urgent one takes over."""
+        priority, arrival, _ = entry
+        renewed: _Entry = (priority, arrival, asyncio.get_running_loop().create_future())
+        queue = self._queue
+        queue[queue.index(entry)] = renewed  # the same key: the heap order holds
+        self._head = None
+        self._promote()
+        return renewed
+
+    def _leave(self, entry: _Entry) -> None:
+        """``entry`` has started or was cancelled: out of the queue, and the next one is head."""
+        queue = self._queue
+        if queue and queue[0] is entry:
+            heapq.heappop(queue)
+        else:
+            queue.remove(entry)
+            heapq.heapify(queue)
+        if self._head is entry:
+            self._head = None
+        self._promote()
 
     def release(self) -> None:
         """Says that a request started by :meth:`acquire` has ended (answered or not).

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import katapult_async as ka
 from katapult_async import _protocol as proto
+from katapult_async._budget import PRIORITY_POLL
 
 from .conftest import load_fixture
 
@@ -67,6 +68,12 @@ def test_get_task_request_matches_the_recorded_url(
     parts = urlsplit(recorded)
     assert parts.path.endswith(req.path)
     assert dict(parse_qsl(parts.query)) == dict(req.params or {})
+
+
+def test_task_polls_queue_behind_other_requests() -> None:
+    """While the budget binds, the limiter serves a PATCH before a poll (PRIORITY_POLL)."""
+    assert proto.get_task_request("task_YJ3S0iREhsADupZw").priority == PRIORITY_POLL > 0
+    assert proto.update_speed_profile_request("vmnet_0YBJdG5GnHNwc15a", "1gbps").priority == 0
 
 
 def test_list_requests_need_exactly_one_lookup() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import attrs
 import pytest
 
-from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async._ratelimit import PRIORITY_POLL, RateLimiter, RateLimitState
 
 TOLERANCE = 1e-9
 
@@ -476,6 +476,71 @@ async def test_cancelled_waiters_consume_nothing(vt: VirtualTime) -> None:
     slept = len(vt.sleeps)
     await limiter.acquire()  # the queue is empty again: the fast path
     assert len(vt.sleeps) == slept
+
+
+# --- priority ----------------------------------------------------------------------------------
+
+
+async def test_polls_yield_to_other_requests_even_while_the_head_sleeps(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 1, 1.0)  # one start per 1.05 s
+    await limiter.acquire()
+    order: list[str] = []
+
+    async def caller(name: str, priority: int) -> None:
+        await limiter.acquire(priority)
+        order.append(name)
+
+    tasks = [asyncio.create_task(caller("poll 1", PRIORITY_POLL))]
+    await vt.advance_to(0.1)  # "poll 1" is the head, asleep until 1.05
+    tasks.append(asyncio.create_task(caller("poll 2", PRIORITY_POLL)))
+    tasks.append(asyncio.create_task(caller("patch 1", 0)))
+    await vt.advance_to(0.2)
+    tasks.append(asyncio.create_task(caller("patch 2", 0)))
+    await vt.advance_to(10.0)
+    await asyncio.gather(*tasks)
+    # PATCHes first, in arrival order, then the polls in arrival order; one start per 1.05 s.
+    assert order == ["patch 1", "patch 2", "poll 1", "poll 2"]
+    assert limiter.snapshot().in_window == 0
+    slept = len(vt.sleeps)
+    await limiter.acquire(PRIORITY_POLL)  # the queue is empty again: the fast path
+    assert len(vt.sleeps) == slept
+
+
+async def test_a_cancelled_urgent_waiter_hands_the_queue_back(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 1, 1.0)
+    await limiter.acquire()
+    done_at: dict[str, float] = {}
+
+    async def caller(name: str, priority: int) -> None:
+        await limiter.acquire(priority)
+        done_at[name] = vt.now
+
+    poll = asyncio.create_task(caller("poll", PRIORITY_POLL))
+    await vt.advance_to(0.1)
+    patch = asyncio.create_task(caller("patch", 0))
+    await vt.advance_to(0.5)
+    patch.cancel()
+    await vt.advance_to(10.0)
+    await poll
+    assert patch.cancelled()
+    assert done_at == pytest.approx({"poll": 1.05})
+
+
+async def test_priorities_never_exceed_the_limit(vt: VirtualTime) -> None:
+    limiter = make_limiter(vt, 20, 1.0)
+    starts: list[float] = []
+
+    async def caller(priority: int) -> None:
+        while True:
+            await limiter.acquire(priority)
+            starts.append(vt.now)
+            await vt.sleep(0.01)
+
+    tasks = [asyncio.create_task(caller(i % 2)) for i in range(30)]
+    await vt.advance_to(10.0)
+    await stop(tasks)
+    assert max_in_any_interval(starts, 1.0) <= 20
+    assert len(starts) >= 9 * 19  # the budget is still spent
 
 
 # --- snapshot, properties, arguments ----------------------------------------------------------

@@ -31,7 +31,9 @@ While the request budget binds (the poller's ``budget_binding``: the rate limite
 queued), a probe that finds the task running wastes a request another item needed, and detecting a
 finish a little later costs nothing, because the budget sets the pace. The probe is then aimed at
 the 98% point (``_PROBE_QUANTILE_BOUND``), and a window in which every probe hit is not explored
-earlier: that exploration waits until the budget is idle. The poller also re-plans a first poll
+earlier: that exploration waits until the budget is idle. A task found still running is then
+polled again where the fitted curve says 90% of the tasks still running at that time are done
+(not after the tail gap below, which is tuned for latency). The poller also re-plans a first poll
 when it wakes while the budget binds, so that what other tasks' probes taught during its sleep
 (a run's first tasks are all planned before any is seen done) can put it later.
 
@@ -68,6 +70,7 @@ _BACKOFF_JITTER = 0.1
 _PROBE_QUANTILE = 0.85
 _PROBE_QUANTILE_BUSY = 0.97  # target when fetches take as long as the tasks themselves
 _PROBE_QUANTILE_BOUND = 0.98  # target while the request budget binds (callers queue for it)
+_PROBE_QUANTILE_TAIL_BOUND = 0.9  # of the tasks still running, while the budget binds
 _PROBE_JITTER = 0.05
 _TAIL_QUANTILE = 0.75
 _TAIL_RATIO_START = 0.15
@@ -168,6 +171,20 @@ class NameModel:
         if self.finishes:
             return max(beyond, quantile(self.finishes, q))
         return None
+
+    def offset_given_running(self, q: float, running_at: float) -> float | None:
+        """Seconds after submission by which a fraction ``q`` of the tasks still running
+        ``running_at`` seconds after it are done, from the fitted done curve; None without one.
+        """
+        if not any(hit for _, hit in self.probes) or all(hit for _, hit in self.probes):
+            return None
+        if self._location is None:
+            self._location = fit_done_curve(self.probes)
+        done_then = _sigmoid(
+            _SLOPE * (math.log(max(running_at, MIN_POLL_INTERVAL)) - self._location)
+        )
+        target = min(done_then + q * (1.0 - done_then), 1.0 - 1e-9)
+        return math.exp(self._location + math.log(target / (1.0 - target)) / _SLOPE)
 
     def typical(self) -> float | None:
         """The median client-observed time from submission to seeing the task done."""
@@ -295,6 +312,13 @@ class Schedule:
         probe_at = watch.ref + max(MIN_POLL_INTERVAL, offset) * watch.probe_jitter
         if probe_at >= earliest and watch.tail_polls == 0:
             return probe_at, "probe"
+        if bound and watch.seen_running_at is not None:
+            # A poll that finds the task running again would waste a request the budget needs:
+            # aim where most of the tasks still running then are done.
+            seen = watch.seen_running_at - watch.ref
+            later = model.offset_given_running(_PROBE_QUANTILE_TAIL_BOUND, seen)
+            if later is not None:
+                return max(earliest, watch.ref + min(later, seen + self._max_interval)), "tail"
         typical = model.typical() or offset
         gap = max(MIN_POLL_INTERVAL, model.tail_ratio * typical) * _BACKOFF**watch.tail_polls
         return self._with_eta(watch, now, min(self._max_interval, gap)), "tail"

@@ -384,3 +384,28 @@ def test_a_binding_budget_wastes_fewer_probes_on_widely_spread_tasks() -> None:
         return missed
 
     assert misses(bound=True) * 2 < misses(bound=False)
+
+
+def test_a_binding_budget_polls_a_running_task_again_where_most_such_are_done() -> None:
+    schedule = Schedule(max_poll_interval=15.0, wall_clock=lambda: 0.0, rng=random.Random(1))
+    model = schedule._model(NAME)
+    for t, done in ((0.9, False), (1.0, True), (1.1, True), (0.95, False), (1.05, True)):
+        model.add_probe(t, done)
+    watch = watch_of(schedule)
+    late = model.probe_offset(0.98)
+    assert late is not None
+    now = late + 0.1  # a probe held back past even the 98 % point finds the task running
+    schedule.record_fetch(watch, "probe", now, now, RUNNING)
+    idle_at, idle_kind = schedule.plan(watch, now)
+    bound_at, bound_kind = schedule.plan(watch, now, bound=True)
+    assert idle_kind == bound_kind == "tail"
+    expected = model.offset_given_running(0.9, now)
+    assert expected is not None
+    assert expected > now
+    assert bound_at == pytest.approx(expected)
+    assert bound_at > idle_at  # idle: the short, latency-tuned tail gap
+    # Of the tasks still running then, 90 % are done by ``expected`` on the fitted curve.
+    low, high = model.offset_given_running(0.5, now), model.offset_given_running(0.99, now)
+    assert low is not None
+    assert high is not None
+    assert low < expected < high

@@ -169,7 +169,6 @@ class RateLimiter:
         )
         self._clock = clock
         self._sleep = sleep
-        self._waiting = 0
         self._queue: list[_Entry] = []  # a heap: the most urgent, then the oldest, first
         self._arrivals = itertools.count()
         self._head: _Entry | None = None  # the caller now allowed to sleep until the next start
@@ -201,7 +200,7 @@ class RateLimiter:
     @property
     def waiting(self) -> int:
         """Callers queued for a start right now: above zero while the limit is what holds them."""
-        return self._waiting
+        return len(self._queue)
 
     @property
     def rate_limited_count(self) -> int:
@@ -227,12 +226,11 @@ class RateLimiter:
                 if now >= budget.pause_until:
                     self._record(now, None)
                     return
-            elif not self._waiting and budget.ready_at(now) <= now + EARLY:
+            elif not self._queue and budget.ready_at(now) <= now + EARLY:
                 self._record(now, None)
                 return
         entry: _Entry = (priority, next(self._arrivals), asyncio.get_running_loop().create_future())
         heapq.heappush(self._queue, entry)
-        self._waiting += 1
         try:
             self._promote()
             while True:
@@ -254,7 +252,6 @@ class RateLimiter:
                     logger.debug("waiting %.3fs for the rate limit", ready_at - now)
                 await self._sleep(ready_at - now)
         finally:
-            self._waiting -= 1
             self._leave(entry)
 
     def _promote(self) -> None:

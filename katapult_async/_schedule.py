@@ -163,9 +163,7 @@ class NameModel:
                 # Every probe found the task done: try earlier, to notice if tasks got faster.
                 return (1.0 if bound else _EXPLORE_EARLIER) * min(done)
             if done:
-                if self._location is None:
-                    self._location = fit_done_curve(self.probes)
-                return math.exp(self._location + math.log(q / (1.0 - q)) / _SLOPE)
+                return self._time_done(q)
             # Every probe found the task running: aim past the latest probe.
             beyond = _EXPLORE_LATER * max(t for t, _ in self.probes)
         if self.finishes:
@@ -178,13 +176,19 @@ class NameModel:
         """
         if not any(hit for _, hit in self.probes) or all(hit for _, hit in self.probes):
             return None
+        done_then = _sigmoid(_SLOPE * (math.log(max(running_at, MIN_POLL_INTERVAL)) - self._fit()))
+        return self._time_done(min(done_then + q * (1.0 - done_then), 1.0 - 1e-9))
+
+    def _fit(self) -> float:
+        """The location of the done curve, fitted once per change of the probes (needs both
+        outcomes among them)."""
         if self._location is None:
             self._location = fit_done_curve(self.probes)
-        done_then = _sigmoid(
-            _SLOPE * (math.log(max(running_at, MIN_POLL_INTERVAL)) - self._location)
-        )
-        target = min(done_then + q * (1.0 - done_then), 1.0 - 1e-9)
-        return math.exp(self._location + math.log(target / (1.0 - target)) / _SLOPE)
+        return self._location
+
+    def _time_done(self, q: float) -> float:
+        """Seconds after submission by which the fitted curve reaches ``q``."""
+        return math.exp(self._fit() + math.log(q / (1.0 - q)) / _SLOPE)
 
     def typical(self) -> float | None:
         """The median client-observed time from submission to seeing the task done."""

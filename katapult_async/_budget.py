@@ -47,6 +47,14 @@ never add up: an older response reports more remaining and changes nothing. A ph
 any start, so one stale header holds us back by at most one span. When the configured limit is
 below the server's, the headroom between the two is left to the others first.
 
+In fixed windows the log still holds our starts of the previous window, which would hide the
+others' usage of the new one. So ``Remaining`` jumping up at once (by a quarter of the limit) marks
+a turnover, and from then on the others' share is also what the server counts beyond our starts
+since the turnover. The requests of ours still outgoing when the turnover shows count among those
+starts: most of them reach the server after it. (Counted as others', each would be a phantom
+holding back one start for a whole span, at every turnover.) This is why the limiter's
+``release()`` matters after every request: it ends what is outgoing.
+
 429s
 ----
 A 429 is counted, and its request stays in the log: the server counted it too. With a
@@ -136,6 +144,7 @@ class Budget:
         # the phantoms added, and the lowest Remaining seen.
         self._own_since_reset = 0
         self._phantoms_since_reset = 0
+        self.outgoing = 0  # our requests started and not yet ended (see :meth:`end`)
         self._low_remaining = math.inf
         self.rate_limited = 0
         self._update_limit()
@@ -187,6 +196,7 @@ class Budget:
         starts = self.starts
         starts.append(now)
         self._own_since_reset += 1
+        self.outgoing += 1
         if slot is None or self.limit is None:
             self.last_start = now
         else:
@@ -197,6 +207,11 @@ class Budget:
             self.last_start = max(min(slot, now), now - spacing)
         if starts[0] <= now - self.span:
             self.trim(now)
+
+    def end(self) -> None:
+        """One of our requests has ended, answered or not."""
+        if self.outgoing:
+            self.outgoing -= 1
 
     def trim(self, now: float) -> None:
         cutoff = now - self.span
@@ -235,9 +250,11 @@ class Budget:
         used = limit - remaining
         if remaining >= self._low_remaining + max(2, limit // 4):
             # The server's count fell at once: a fixed window turned over. What it counts from now
-            # on is what arrives after this point (our in-flight starts are counted as others'
-            # below: the safe side).
-            self._own_since_reset = self._phantoms_since_reset = 0
+            # on is what arrived after the turnover: this response's request, and perhaps the
+            # others of ours still outgoing. They count as ours: counted as others', each one
+            # would be a phantom holding back a start for a whole span, at every turnover.
+            self._own_since_reset = min(self.outgoing, len(self.starts))
+            self._phantoms_since_reset = 0
             self._low_remaining = remaining
         else:
             self._low_remaining = min(self._low_remaining, remaining)

@@ -108,7 +108,8 @@ class RateLimiter:
     """Paces the requests of one API token so that they stay under its rate limit.
 
     Call :meth:`acquire` before starting every request, :meth:`observe` with the rate-limit
-    headers of every response, and :meth:`observe_rate_limited` when a response is a 429. The
+    headers of every response, :meth:`observe_rate_limited` when a response is a 429, and
+    :meth:`release` when a request has ended, answered or not. The
     module docstrings (here and :mod:`katapult_async._budget`) explain the algorithm.
 
     Args:
@@ -126,7 +127,7 @@ class RateLimiter:
         sleep: Awaitable sleep matching ``clock``.
         probe: Hold every other request until the first one is answered (see the module
             docstring). A caller using the limiter on its own must then call :meth:`release`
-            after each request, or pass False.
+            after each request (as it should anyway), or pass False.
         probe_timeout: Seconds after which, still without an answer, the others start anyway,
             gradually. None waits for the answer however long it takes.
 
@@ -177,7 +178,6 @@ class RateLimiter:
         self._probe_timeout = probe_timeout
         self._allowed = 1  # requests allowed in flight while probing
         self._probe_deadline = math.inf  # when ``_allowed`` doubles next
-        self._in_flight = 0
         self._answered: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
@@ -218,7 +218,7 @@ class RateLimiter:
                 the others while the budget binds.
         """
         budget = self._budget
-        if not (self._probing and self._in_flight >= self._allowed):
+        if not (self._probing and self._budget.outgoing >= self._allowed):
             now = self._clock()
             if budget.limit is None:
                 # Nothing to pace: no queue either. (Joining a queue that is still draining would
@@ -240,7 +240,7 @@ class RateLimiter:
                 if self._queue[0] is not entry:  # a more urgent caller came: it goes first
                     entry = self._requeue(entry)
                     continue
-                if self._probing and self._in_flight >= self._allowed:
+                if self._probing and self._budget.outgoing >= self._allowed:
                     await self._first_answer()
                     continue
                 now = self._clock()
@@ -286,17 +286,15 @@ class RateLimiter:
     def release(self) -> None:
         """Says that a request started by :meth:`acquire` has ended (answered or not).
 
-        Only the first-response probe needs it; the client calls it after every attempt.
+        It ends the first-response probe, and tells the fixed-window accounting what is still
+        outgoing (see :mod:`katapult_async._budget`). The client calls it after every attempt.
         """
-        if self._in_flight:
-            self._in_flight -= 1
+        self._budget.end()
         self._end_probe()
 
     def _record(self, now: float, slot: float | None) -> None:
-        if self._probing:
-            if not self._in_flight and self._probe_timeout is not None:
-                self._probe_deadline = min(self._probe_deadline, now + self._probe_timeout)
-            self._in_flight += 1
+        if self._probing and not self._budget.outgoing and self._probe_timeout is not None:
+            self._probe_deadline = min(self._probe_deadline, now + self._probe_timeout)
         self._budget.record(now, slot)
 
     async def _first_answer(self) -> None:

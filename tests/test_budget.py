@@ -180,3 +180,35 @@ def test_default_margins() -> None:
     assert limiter._budget.span == pytest.approx(2.02)
     assert limiter._budget.usable(0.0) == 99
     assert RateLimiter(1000, 60.0)._budget.span == pytest.approx(60.6)
+
+
+def _budget_after_a_window_of_ours(outgoing: int) -> Budget:
+    """60 of our starts in one fixed window, the last ``outgoing`` still unanswered at its end."""
+    budget = Budget(100, 2.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.02)
+    for i in range(60):
+        budget.record(i * 0.033)
+    for _ in range(60 - outgoing):
+        budget.end()
+    budget.observe_remaining(100 - 60 + outgoing, 1.9)
+    assert len(budget.starts) == 60
+    return budget
+
+
+def test_a_turnover_with_our_requests_outgoing_adds_no_phantom() -> None:
+    budget = _budget_after_a_window_of_ours(outgoing=3)
+    # The window turns over at 2.0: the three outgoing requests reach the server after it, and
+    # their answers come in one by one (each still outgoing while its answer is observed).
+    for counted in (1, 2, 3):
+        budget.observe_remaining(100 - counted, 2.0 + counted * 0.001)
+        budget.end()
+    assert len(budget.starts) == 60  # nothing counted as others' usage
+    assert budget.usable(2.01) == 99
+
+
+def test_after_a_turnover_the_usage_of_others_still_shows() -> None:
+    budget = _budget_after_a_window_of_ours(outgoing=1)
+    budget.observe_remaining(99, 2.001)  # the turnover: only our outgoing request counted
+    budget.end()
+    budget.observe_remaining(79, 2.3)  # 21 counted, none of them started by us since
+    assert list(budget.starts).count(2.3) == 20  # phantoms, stamped now
+    assert budget.usable(2.3) == 97  # others use the token: the shared reserve

@@ -70,7 +70,7 @@ def _structure_interface(data: Any, _: type) -> NetworkInterface:
     network = data.get("network")
     profile = data.get("speed_profile")
     return NetworkInterface(
-        id=validate_identifier(_str(data["id"]), what="task id"),
+        id=validate_identifier(_str(data["id"]), what="interface id"),
         name=_opt_str(data.get("name")),
         virtual_machine_id=_opt_str(vm.get("id")) if isinstance(vm, dict) else None,
         network_id=_opt_str(network.get("id")) if isinstance(network, dict) else None,

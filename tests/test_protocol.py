@@ -317,3 +317,9 @@ def test_task_parser_only_raises_invalid_response(body: Any) -> None:
 def test_arbitrary_bytes_only_raise_invalid_response(raw: bytes) -> None:
     with contextlib.suppress(ka.InvalidResponseError):
         proto.decode_task(proto.decode_success(200, "application/json", raw, None))
+
+
+def test_an_interface_with_a_malformed_id_is_named_as_an_interface() -> None:
+    body = {"virtual_machine_network_interface": {"id": "vmnet has spaces"}}
+    with pytest.raises(ka.InvalidResponseError, match="interface id 'vmnet has spaces'"):
+        proto.decode_interface(body)

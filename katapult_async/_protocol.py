@@ -298,7 +298,9 @@ def decode_success(
             request_id=request_id,
         )
     try:
-        return json.loads(body)
+        # JSON between systems is UTF-8 (RFC 8259): decoding it first skips json's encoding
+        # detection on every response. A body that is not UTF-8 fails here (a ValueError too).
+        return json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidResponseError(
             f"the response body is not valid JSON ({exc})", status=status, request_id=request_id

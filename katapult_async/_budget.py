@@ -48,9 +48,11 @@ any start, so one stale header holds us back by at most one span. When the confi
 below the server's, the headroom between the two is left to the others first.
 
 In fixed windows the log still holds our starts of the previous window, which would hide the
-others' usage of the new one. So ``Remaining`` jumping up at once (by a quarter of the limit) marks
-a turnover, and from then on the others' share is also what the server counts beyond our starts
-since the turnover. The requests of ours still outgoing when the turnover shows count among those
+others' usage of the new one. So the server's count falling by a quarter of the limit, to a quarter
+below what the log holds, marks a turnover, and from then on the others' share is also what the
+server counts beyond our starts since the turnover. (A count that falls but still matches the log
+is a sliding window in which the others' requests aged out while we heard nothing: taken for a
+turnover, all of it would count as the others' and stall us for a span.) The requests of ours still outgoing when the turnover shows count among those
 starts: most of them reach the server after it. (Counted as others', each would be a phantom
 holding back one start for a whole span, at every turnover.) This is why the limiter's
 ``release()`` matters after every request: it ends what is outgoing.
@@ -248,19 +250,25 @@ class Budget:
         # the server's, the difference is headroom that others may use first.
         remaining = max(remaining, 0)
         used = limit - remaining
-        if remaining >= self._low_remaining + max(2, limit // 4):
-            # The server's count fell at once: a fixed window turned over. What it counts from now
-            # on is what arrived after the turnover: this response's request, and perhaps the
-            # others of ours still outgoing. They count as ours: counted as others', each one
-            # would be a phantom holding back a start for a whole span, at every turnover.
-            self._own_since_reset = min(self.outgoing, len(self.starts))
-            self._phantoms_since_reset = 0
+        self.trim(now)
+        jump = max(2, limit // 4)
+        if remaining >= self._low_remaining + jump:
+            # The server's count fell by a quarter of the limit. If it is also a quarter below
+            # what the log holds for the last span, a fixed window turned over: what the server
+            # counts from now on is what arrived after the turnover: this response's request, and
+            # perhaps the others of ours still outgoing. They count as ours: counted as others',
+            # each would be a phantom holding back a start for a whole span, at every turnover.
+            # (Otherwise the log explains the fall: a sliding window, where the others' usage
+            # aged out while we heard nothing. Taken for a turnover, the whole count would be
+            # taken for the others' and stall us for a span.)
+            if len(self.starts) - used >= jump:
+                self._own_since_reset = min(self.outgoing, len(self.starts))
+                self._phantoms_since_reset = 0
             self._low_remaining = remaining
         else:
             self._low_remaining = min(self._low_remaining, remaining)
         if used <= 0:
             return
-        self.trim(now)
         # Others' usage is what the server counts beyond the whole log (right for a sliding
         # window), or beyond our starts since the last reset (right for fixed windows, where the
         # log still holds our starts of the previous window, which would hide theirs).

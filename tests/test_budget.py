@@ -143,6 +143,23 @@ async def test_stale_and_out_of_order_headers(vt: VirtualTime, phase: float | No
     assert server.max_in_window() <= 100
 
 
+@pytest.mark.parametrize("phase", [None, 0.6])
+async def test_the_other_process_stopping_frees_its_share(
+    vt: VirtualTime, phase: float | None
+) -> None:
+    server = ModelServer(vt, 100, 2.0, phase=phase)
+    staying = server.run(new_limiter(vt), callers=25)
+    leaving = server.run(new_limiter(vt), callers=25)
+    await vt.advance_to(10.0)
+    await stop(leaving)
+    await vt.advance_to(16.0)
+    await stop(staying)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 100
+    # once the leaver's requests have aged out, the one left has the whole budget
+    assert len([t for t in server.arrivals if 12.1 <= t < 16.0]) >= 0.95 * 50 * 3.9
+
+
 async def test_two_processes_started_together(vt: VirtualTime) -> None:
     server = ModelServer(vt, 100, 2.0, phase=0.9)
     tasks = server.run(new_limiter(vt), callers=25) + server.run(new_limiter(vt), callers=25)
@@ -212,3 +229,17 @@ def test_after_a_turnover_the_usage_of_others_still_shows() -> None:
     budget.observe_remaining(79, 2.3)  # 21 counted, none of them started by us since
     assert list(budget.starts).count(2.3) == 20  # phantoms, stamped now
     assert budget.usable(2.3) == 97  # others use the token: the shared reserve
+
+
+def test_a_sliding_count_falling_after_a_silence_is_not_a_turnover() -> None:
+    budget = Budget(100, 2.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.02)
+    for i in range(48):  # ours, 0 to 1.88 s
+        budget.record(i * 0.04)
+        budget.end()
+    budget.observe_remaining(3, 1.9)  # 97 counted: the other process used 49
+    assert list(budget.starts).count(1.9) == 49
+    # The other process stops; a second later the sliding count has fallen by 42 as its
+    # requests aged out, which the log (26 of ours and the 49 phantoms) already accounts for.
+    budget.observe_remaining(45, 2.9)
+    assert list(budget.starts).count(2.9) == 0  # not the whole count taken for the others'
+    assert budget.ready_at(2.9) <= 2.9 + 2.02 / 97

@@ -5,8 +5,8 @@ The pairs come from a generator reading interface ids one line at a time from a 
 another process (``--no-record``, no rate limit, instant tasks). Each run is a fresh
 ``python -m benchmarks.worker`` process, so its peak RSS is that run's own: 10,000 items, then
 100,000. The worker also reports its peak RSS after imports and client set-up, before the run.
-Target: peak RSS <= 150 MB at 100k (and about the same as at 10k: memory must not grow with the
-input).
+Targets (issue 13): at 100k, peak RSS <= 64 MiB (and about the same as at 10k: memory must not
+grow with the input) and >= 3,000 items/s.
 
 The peak is ``VmHWM`` (``/proc/self/status``), not ``ru_maxrss``: on Linux a spawned child's
 ``ru_maxrss`` starts at its parent's high-water mark (the benchmark process, holding 110,000 ids),
@@ -23,7 +23,8 @@ from benchmarks._common import Context, ScenarioResult, target
 from benchmarks._sim import SimProcess, WorkerProcess, running_simulators
 
 NAME = "scale"
-TARGET_RSS_MIB = 143.0  # 150 MB (10^6 bytes) is 143.05 MiB; the figures are in MiB
+TARGET_RSS_MIB = 64.0  # issue 13: keep it at most 64 MiB (and flat)
+TARGET_ITEMS_PER_S = 3000.0  # issue 13: keep at least 3,000 items/s at 100k
 CONCURRENCY = 256
 
 
@@ -108,6 +109,7 @@ async def run(ctx: Context) -> ScenarioResult:
         "targets": [
             target(
                 f"peak RSS MiB at {sizes[-1]} items", large["rss_peak_mib"], "<=", TARGET_RSS_MIB
-            )
+            ),
+            target(f"items/s at {sizes[-1]} items", large["items_per_s"], ">=", TARGET_ITEMS_PER_S),
         ],
     }

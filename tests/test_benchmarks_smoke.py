@@ -164,7 +164,7 @@ ROWS = {
     "concurrency": ("concurrency", {1, 8, 64, 256}),
 }
 
-TARGETS = {"overhead": 1, "ratelimit": 19, "probe": 1, "polling": 2, "scale": 1, "concurrency": 0}
+TARGETS = {"overhead": 1, "ratelimit": 19, "probe": 1, "polling": 2, "scale": 2, "concurrency": 0}
 
 
 @pytest.fixture(scope="module")

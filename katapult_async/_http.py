@@ -23,8 +23,9 @@ import aiohttp
 import attrs
 import backoff
 
-from katapult_async._protocol import APIRequest, ResponseMeta, decode_response, read_meta
+from katapult_async._protocol import ResponseMeta, decode_response, read_meta
 from katapult_async._ratelimit import RateLimiter
+from katapult_async._requests import APIRequest
 from katapult_async._retry import backoff_wait, should_retry
 from katapult_async._version import __version__
 from katapult_async.errors import (

@@ -14,6 +14,7 @@ import aiohttp
 import attrs
 
 from katapult_async import _protocol as proto
+from katapult_async import _requests as build
 from katapult_async._callbacks import ProgressCallback
 from katapult_async._http import HTTPTransport, TransportConfig
 from katapult_async._ratelimit import DEFAULT_PROBE_TIMEOUT, RateLimiter, RateLimitState
@@ -298,7 +299,7 @@ class KatapultClient:
             APIError, TransportError: see :mod:`katapult_async.errors`.
         """
         task_timeout = _task_timeout(timeout, task_timeout)
-        request = proto.update_speed_profile_request(interface, speed_profile)
+        request = build.update_speed_profile_request(interface, speed_profile)
         data, meta = await self._transport.request_with_meta(request)
         submitted_at = self._poller.now()  # on the poller's clock, which may not be monotonic()
         task = proto.decode_task(data, meta)
@@ -314,7 +315,7 @@ class KatapultClient:
         Raises:
             TaskNotFoundError: no such task.
         """
-        request = proto.get_task_request(task_id)
+        request = build.get_task_request(task_id)
         data, meta = await self._transport.request_with_meta(request)
         return proto.decode_task(data, meta)
 
@@ -351,7 +352,7 @@ class KatapultClient:
 
     async def get_network_interface(self, interface: str | NetworkInterfaceRef) -> NetworkInterface:
         """Fetch one virtual machine network interface, with its current speed profile."""
-        request = proto.get_interface_request(interface)
+        request = build.get_interface_request(interface)
         data, meta = await self._transport.request_with_meta(request)
         return proto.decode_interface(data, meta)
 
@@ -360,11 +361,11 @@ class KatapultClient:
         *,
         virtual_machine_id: str | None = None,
         fqdn: str | None = None,
-        per_page: int = proto.DEFAULT_PER_PAGE,
+        per_page: int = build.DEFAULT_PER_PAGE,
     ) -> list[NetworkInterface]:
         """Every network interface of one virtual machine (by id or FQDN), walking all pages."""
         return await self._all_pages(
-            lambda page: proto.list_interfaces_request(
+            lambda page: build.list_interfaces_request(
                 virtual_machine_id=virtual_machine_id, fqdn=fqdn, page=page, per_page=per_page
             ),
             proto.decode_interfaces,
@@ -375,11 +376,11 @@ class KatapultClient:
         *,
         organization_id: str | None = None,
         sub_domain: str | None = None,
-        per_page: int = proto.DEFAULT_PER_PAGE,
+        per_page: int = build.DEFAULT_PER_PAGE,
     ) -> list[NetworkSpeedProfile]:
         """Every network speed profile of an organisation (by id or sub-domain), all pages."""
         return await self._all_pages(
-            lambda page: proto.list_speed_profiles_request(
+            lambda page: build.list_speed_profiles_request(
                 organization_id=organization_id, sub_domain=sub_domain, page=page, per_page=per_page
             ),
             proto.decode_speed_profiles,
@@ -387,7 +388,7 @@ class KatapultClient:
 
     async def _all_pages(
         self,
-        build: Callable[[int], proto.APIRequest],
+        build: Callable[[int], build.APIRequest],
         decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
     ) -> list[T]:
         items: list[T] = []
@@ -401,7 +402,7 @@ class KatapultClient:
 
     async def _pages(
         self,
-        build: Callable[[int], proto.APIRequest],
+        build: Callable[[int], build.APIRequest],
         decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
     ) -> AsyncIterator[list[T]]:
         """Each page's items in turn, the next page requested only when the caller wants it."""
@@ -416,8 +417,8 @@ class KatapultClient:
         self,
         organization: str,
         *,
-        annotations: proto.Annotations | None = None,
-        per_page: int = proto.DEFAULT_PER_PAGE,
+        annotations: build.Annotations | None = None,
+        per_page: int = build.DEFAULT_PER_PAGE,
     ) -> list[VirtualMachine]:
         """Every virtual machine of an organization, walking all pages.
 
@@ -432,10 +433,10 @@ class KatapultClient:
             OrganizationNotFoundError, OrganizationSuspendedError, OrganizationNotActivatedError:
                 see :mod:`katapult_async.errors`.
         """
-        pairs = proto.annotation_pairs(annotations)
-        proto.organization_lookup(organization)  # checked before any request
+        pairs = build.annotation_pairs(annotations)
+        build.organization_lookup(organization)  # checked before any request
         return await self._all_pages(
-            lambda page: proto.list_virtual_machines_request(
+            lambda page: build.list_virtual_machines_request(
                 organization, annotations=pairs, page=page, per_page=per_page
             ),
             proto.decode_virtual_machines,
@@ -445,9 +446,9 @@ class KatapultClient:
         self,
         *,
         organization: str | None = None,
-        annotations: proto.Annotations | None = None,
+        annotations: build.Annotations | None = None,
         virtual_machines: Iterable[str] | None = None,
-        per_page: int = proto.DEFAULT_PER_PAGE,
+        per_page: int = build.DEFAULT_PER_PAGE,
     ) -> AsyncGenerator[NetworkInterface, None]:
         """The network interfaces of the selected virtual machines, each interface once, lazily.
 
@@ -477,17 +478,17 @@ class KatapultClient:
         """
         if organization is None and virtual_machines is None:
             raise ValueError("select interfaces by organization and/or virtual_machines")
-        pairs = proto.annotation_pairs(annotations)
+        pairs = build.annotation_pairs(annotations)
         if pairs and organization is None:
             raise ValueError("annotations select VMs of an organization: give organization too")
         if organization is not None:
-            proto.organization_lookup(organization)
+            build.organization_lookup(organization)
         vms: list[str] = []
         if virtual_machines is not None:
             if isinstance(virtual_machines, str):
                 raise TypeError("virtual_machines must be an iterable of ids or FQDNs, not a str")
             for vm in virtual_machines:
-                proto.virtual_machine_lookup(vm)
+                build.virtual_machine_lookup(vm)
                 vms.append(vm)
         return self._select(organization, pairs, vms, per_page)
 
@@ -504,7 +505,7 @@ class KatapultClient:
         async def of_vm(vm: str, vm_id: str | None) -> AsyncIterator[NetworkInterface]:
             lookup = {"virtual_machine_id": vm_id, "fqdn": None} if vm_id else {"fqdn": vm}
             pages = self._pages(
-                lambda page: proto.list_interfaces_request(
+                lambda page: build.list_interfaces_request(
                     virtual_machine_id=lookup.get("virtual_machine_id"),
                     fqdn=lookup.get("fqdn"),
                     page=page,
@@ -523,7 +524,7 @@ class KatapultClient:
 
         if organization is not None:
             vm_pages = self._pages(
-                lambda page: proto.list_virtual_machines_request(
+                lambda page: build.list_virtual_machines_request(
                     organization, annotations=annotations, page=page, per_page=per_page
                 ),
                 proto.decode_virtual_machines,
@@ -541,7 +542,7 @@ class KatapultClient:
             if vm in seen_vms:
                 continue
             seen_vms.add(vm)
-            is_id = vm.startswith(proto.VIRTUAL_MACHINE_ID_PREFIX)
+            is_id = vm.startswith(build.VIRTUAL_MACHINE_ID_PREFIX)
             async for iface in of_vm(vm, vm if is_id else None):
                 yield iface
 

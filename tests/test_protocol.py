@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 import katapult_async as ka
 from katapult_async import _protocol as proto
+from katapult_async import _requests as build
 from katapult_async._budget import PRIORITY_POLL
 
 from .conftest import load_fixture
 
 
 def test_update_request_with_permalink_and_id() -> None:
-    req = proto.update_speed_profile_request("vmnet_abc", "1gbps")
+    req = build.update_speed_profile_request("vmnet_abc", "1gbps")
     assert req.method == "PATCH"
     assert req.path == (
         "/virtual_machine_network_interfaces/virtual_machine_network_interface/update_speed_profile"
@@ -28,12 +29,12 @@ def test_update_request_with_permalink_and_id() -> None:
         "speed_profile": {"permalink": "1gbps"},
     }
     assert not req.idempotent
-    by_id = proto.update_speed_profile_request(
+    by_id = build.update_speed_profile_request(
         ka.NetworkInterfaceRef("vmnet_abc"), "nsp_H3Mknnus3dtDIbIc"
     )
     assert by_id.body is not None
     assert by_id.body["speed_profile"] == {"id": "nsp_H3Mknnus3dtDIbIc"}
-    explicit = proto.update_speed_profile_request("vmnet_abc", ka.SpeedProfileRef(permalink="x"))
+    explicit = build.update_speed_profile_request("vmnet_abc", ka.SpeedProfileRef(permalink="x"))
     assert explicit.body is not None
     assert explicit.body["speed_profile"] == {"permalink": "x"}
 
@@ -50,18 +51,18 @@ def test_update_request_with_permalink_and_id() -> None:
 )
 def test_malformed_input_is_refused_before_sending(interface: str, profile: str) -> None:
     with pytest.raises(ValueError):
-        proto.update_speed_profile_request(interface, profile)
+        build.update_speed_profile_request(interface, profile)
 
 
 def test_non_string_input_is_a_type_error() -> None:
     with pytest.raises(TypeError):
-        proto.update_speed_profile_request(123, "1gbps")  # type: ignore[arg-type]
+        build.update_speed_profile_request(123, "1gbps")  # type: ignore[arg-type]
 
 
 def test_get_task_request_matches_the_recorded_url(
     recorded_interactions: list[dict[str, Any]],
 ) -> None:
-    req = proto.get_task_request("task_YJ3S0iREhsADupZw")
+    req = build.get_task_request("task_YJ3S0iREhsADupZw")
     recorded = next(
         i["request"]["url"] for i in recorded_interactions if "/tasks/task?" in i["request"]["url"]
     )
@@ -72,16 +73,16 @@ def test_get_task_request_matches_the_recorded_url(
 
 def test_task_polls_queue_behind_other_requests() -> None:
     """While the budget binds, the limiter serves a PATCH before a poll (PRIORITY_POLL)."""
-    assert proto.get_task_request("task_YJ3S0iREhsADupZw").priority == PRIORITY_POLL > 0
-    assert proto.update_speed_profile_request("vmnet_0YBJdG5GnHNwc15a", "1gbps").priority == 0
+    assert build.get_task_request("task_YJ3S0iREhsADupZw").priority == PRIORITY_POLL > 0
+    assert build.update_speed_profile_request("vmnet_0YBJdG5GnHNwc15a", "1gbps").priority == 0
 
 
 def test_list_requests_need_exactly_one_lookup() -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        proto.list_interfaces_request(virtual_machine_id=None, fqdn=None, page=1, per_page=5)
+        build.list_interfaces_request(virtual_machine_id=None, fqdn=None, page=1, per_page=5)
     with pytest.raises(ValueError, match="exactly one"):
-        proto.list_speed_profiles_request(organization_id="a", sub_domain="b", page=1, per_page=5)
-    req = proto.list_speed_profiles_request(
+        build.list_speed_profiles_request(organization_id="a", sub_domain="b", page=1, per_page=5)
+    req = build.list_speed_profiles_request(
         organization_id=None, sub_domain="acme", page=2, per_page=5
     )
     assert req.params == {"organization[sub_domain]": "acme", "page": "2", "per_page": "5"}

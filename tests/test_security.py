@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 
 import katapult_async as ka
 from katapult_async import _protocol as proto
+from katapult_async import _requests as build
 from katapult_async._protocol import parse_retry_after
 from katapult_async.bulk._journal import JournalRecord, _Journal, loads
 from katapult_async.errors import error_from_response
@@ -798,7 +799,7 @@ def test_a_decoded_task_can_always_be_polled(task_id: str) -> None:
         decoded = proto.decode_task({"task": {"id": task_id}})
     except ka.InvalidResponseError:
         return
-    proto.get_task_request(decoded.id)
+    build.get_task_request(decoded.id)
 
 
 @given(content_type=st.none() | any_text, raw=st.binary(max_size=200))

@@ -19,11 +19,12 @@ from katapult_async import (
     VirtualMachineNotFoundError,
 )
 from katapult_async import _protocol as proto
+from katapult_async import _requests as build
 from katapult_async.errors import error_from_response
 from katapult_async.testing import KatapultSimulator
 
-VMS_PATH = "/core/v1" + proto.ORG_VIRTUAL_MACHINES_PATH
-IFACES_PATH = "/core/v1" + proto.VM_INTERFACES_PATH
+VMS_PATH = "/core/v1" + build.ORG_VIRTUAL_MACHINES_PATH
+IFACES_PATH = "/core/v1" + build.VM_INTERFACES_PATH
 
 
 @pytest.fixture
@@ -185,7 +186,7 @@ def test_selection_arguments_are_checked_before_any_request() -> None:
 
 
 def test_list_virtual_machines_request_sends_parallel_annotation_arrays() -> None:
-    request = proto.list_virtual_machines_request(
+    request = build.list_virtual_machines_request(
         "acme", annotations=(("role", "db"), ("env", "prod")), page=2, per_page=5
     )
     assert request.params == [
@@ -197,8 +198,8 @@ def test_list_virtual_machines_request_sends_parallel_annotation_arrays() -> Non
         ("page", "2"),
         ("per_page", "5"),
     ]
-    assert proto.organization_lookup("org_abc") == {"organization[id]": "org_abc"}
-    assert proto.virtual_machine_lookup("web.example.com") == {
+    assert build.organization_lookup("org_abc") == {"organization[id]": "org_abc"}
+    assert build.virtual_machine_lookup("web.example.com") == {
         "virtual_machine[fqdn]": "web.example.com"
     }
 

@@ -25,14 +25,17 @@ sorted log of timestamps (a deque, trimmed from the left, amortised O(1)). A new
   ``S = window + time_margin``. The reserve is ``safety_margin`` of ``L`` rounded up, at least one
   request when ``L > 1`` (100 -> 99, 1000 -> 990); while another user of the token has shown up
   in the last ``S`` (see below) it is ``shared_margin`` instead (100 -> 97), since two processes
-  decide on what they knew one response ago. ``time_margin`` (by default ``max(0.02 s, 1 %`` of the
-  window)) absorbs the difference in latency between two requests. Any window-long interval lies
-  inside some ``S``-long one, so no window-long interval holds more than ``U`` of our starts: safe
-  for a server counting in a sliding window and in fixed windows of any phase;
+  decide on what they knew one response ago. ``time_margin`` absorbs the difference in latency
+  between two requests: the server counts a request somewhere between its start and its answer.
+  By default it starts at ``max(0.02 s, 1 %`` of the window) and, from the 16th answer on, is
+  twice the longest round trip of our last 64 to 128 requests (at least 5 ms, at most where it
+  started). Any window-long interval lies inside some ``S``-long one, so no window-long interval
+  holds more than ``U`` of our starts: safe for a server counting in a sliding window and in fixed
+  windows of any phase;
 * at least ``S / U`` seconds have passed since the previous start's slot. This spreads the starts
   evenly instead of letting the budget go out in a burst. At that spacing the log condition never
-  binds by itself: the steady rate is ``U / S`` (99 / 2.02 s = 49.0 requests/s for 100 per 2 s,
-  98 % of the limit).
+  binds by itself: the steady rate is ``U / S`` (for 100 per 2 s: 99 / 2.02 s = 49.0 requests/s,
+  98 % of the limit, at the starting margin; 99 / 2.008 s = 49.3 with 4 ms round trips).
 
 Usage by others
 ---------------
@@ -96,8 +99,14 @@ _ROUNDING = 1e-9
 
 
 def default_time_margin(window: float) -> float:
-    """Seconds added to the window by default: ``max(0.02, 0.01 * window)``."""
+    """Seconds added to the window by default, at most: ``max(0.02, 0.01 * window)``."""
     return max(0.02, 0.01 * window)
+
+
+MIN_TIME_MARGIN = 0.005
+"""The least the learned time margin shrinks to (seconds): a few timer ticks."""
+_RTT_BLOCK = 64  # round trips per block of the running maximum
+_RTT_MIN_SAMPLES = 16  # round trips seen before the margin is learned from them
 
 
 def _usable(limit: int, margin: float) -> int:
@@ -115,7 +124,9 @@ class Budget:
         window: The server's window in seconds.
         safety_margin: The reserve's share of the limit while we are alone on the token.
         shared_margin: The reserve's share while others use the token too.
-        time_margin: Seconds added to the window.
+        time_margin: Seconds added to the window; with ``learn_margin``, the most it may be.
+        learn_margin: Shrink the margin to twice the longest recent round trip of our own
+            requests (see :meth:`end`), never below :data:`MIN_TIME_MARGIN`.
     """
 
     def __init__(
@@ -126,10 +137,16 @@ class Budget:
         safety_margin: float,
         shared_margin: float,
         time_margin: float,
+        learn_margin: bool = False,
     ) -> None:
         self.configured = limit
         self.window = window
         self.span = window + time_margin
+        self._margin_cap = time_margin
+        self._learn_margin = learn_margin and time_margin > MIN_TIME_MARGIN
+        # The longest round trip in the current and the previous block of _RTT_BLOCK.
+        self._rtt_max = self._rtt_max_before = 0.0
+        self._rtts = 0
         self._margins = (safety_margin, max(safety_margin, shared_margin))
         self.announced: int | None = None
         self.announced_source: _AnnouncedSource | None = None
@@ -210,10 +227,27 @@ class Budget:
         if starts[0] <= now - self.span:
             self.trim(now)
 
-    def end(self) -> None:
-        """One of our requests has ended, answered or not."""
+    def end(self, started: float | None = None, now: float | None = None) -> None:
+        """One of our requests, started at ``started``, has ended (answered or not) at ``now``.
+
+        With ``learn_margin``, its round trip teaches the time margin. The server counts a request
+        somewhere between its start and its answer, so a log over ``window + the longest round
+        trip`` holds every request of ours that any server window can count; the margin is twice
+        the longest round trip of the last 64 to 128 requests, at most the configured one.
+        """
         if self.outgoing:
             self.outgoing -= 1
+        if self._learn_margin and started is not None and now is not None:
+            rtt = now - started
+            if rtt > self._rtt_max:
+                self._rtt_max = rtt
+            self._rtts += 1
+            if self._rtts % _RTT_BLOCK == 0:
+                self._rtt_max_before, self._rtt_max = self._rtt_max, 0.0
+            if self._rtts >= _RTT_MIN_SAMPLES:
+                longest = max(self._rtt_max, self._rtt_max_before)
+                margin = min(self._margin_cap, max(MIN_TIME_MARGIN, 2 * longest))
+                self.span = self.window + margin
 
     def trim(self, now: float) -> None:
         cutoff = now - self.span

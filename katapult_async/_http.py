@@ -174,7 +174,7 @@ class HTTPTransport:
     async def _attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         request = state.request
         session = self._get_session()
-        await self._limiter.acquire(request.priority)
+        started = await self._limiter.acquire(request.priority)
         state.attempts += 1
         try:
             async with session.request(
@@ -221,7 +221,7 @@ class HTTPTransport:
             failure = None
         finally:
             # Ends the limiter's first-request probe even when no response came.
-            self._limiter.release()
+            self._limiter.release(started)
         if failure is not None:
             raise failure
         try:

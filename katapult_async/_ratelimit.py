@@ -121,8 +121,10 @@ class RateLimiter:
             when the limit is above 1). The default leaves 99 of 100 usable.
         shared_margin: The reserve while ``X-Ratelimit-Remaining`` shows others using the same
             token (default 3 %: 97 of 100).
-        time_margin: Seconds added to the window against latency jitter. Defaults to
-            ``max(0.02, 0.01 * window)``.
+        time_margin: Seconds added to the window against latency jitter. By default it starts
+            at ``max(0.02, 0.01 * window)`` and is then learned: twice the longest recent round
+            trip (at least 5 ms, never more than at the start), from the start times that
+            :meth:`acquire` returns and :meth:`release` is given back. A value given is kept.
         clock: Monotonic time in seconds.
         sleep: Awaitable sleep matching ``clock``.
         probe: Hold every other request until the first one is answered (see the module
@@ -155,6 +157,7 @@ class RateLimiter:
         for name, margin in (("safety_margin", safety_margin), ("shared_margin", shared_margin)):
             if not 0 <= margin < 1:
                 raise ValueError(f"{name} must be in [0, 1), not {margin!r}")
+        learn_margin = time_margin is None
         if time_margin is None:
             time_margin = default_time_margin(window)
         elif not (math.isfinite(time_margin) and time_margin >= 0):
@@ -167,6 +170,7 @@ class RateLimiter:
             safety_margin=safety_margin,
             shared_margin=shared_margin,
             time_margin=time_margin,
+            learn_margin=learn_margin,
         )
         self._clock = clock
         self._sleep = sleep
@@ -207,7 +211,7 @@ class RateLimiter:
         """How many 429 responses have been observed."""
         return self._budget.rate_limited
 
-    async def acquire(self, priority: int = 0) -> None:
+    async def acquire(self, priority: int = 0) -> float:
         """Waits until one more request may start, and records its start.
 
         Callers are served by ``priority`` (lower first), then in arrival order. Cancelling a
@@ -216,6 +220,9 @@ class RateLimiter:
         Args:
             priority: 0 for most requests; :data:`PRIORITY_POLL` for task polls, which yield to
                 the others while the budget binds.
+
+        Returns:
+            The start time on the limiter's clock: give it back to :meth:`release`.
         """
         budget = self._budget
         if not (self._probing and self._budget.outgoing >= self._allowed):
@@ -225,10 +232,10 @@ class RateLimiter:
                 # turn every later request into a lock hand-off, one loop iteration each.)
                 if now >= budget.pause_until:
                     self._record(now, None)
-                    return
+                    return now
             elif not self._queue and budget.ready_at(now) <= now + EARLY:
                 self._record(now, None)
-                return
+                return now
         entry: _Entry = (priority, next(self._arrivals), asyncio.get_running_loop().create_future())
         heapq.heappush(self._queue, entry)
         try:
@@ -247,7 +254,7 @@ class RateLimiter:
                 ready_at = budget.ready_at(now)
                 if ready_at <= now + EARLY:
                     self._record(now, ready_at)
-                    return
+                    return now
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("waiting %.3fs for the rate limit", ready_at - now)
                 await self._sleep(ready_at - now)
@@ -283,13 +290,17 @@ class RateLimiter:
             self._head = None
         self._promote()
 
-    def release(self) -> None:
+    def release(self, started: float | None = None) -> None:
         """Says that a request started by :meth:`acquire` has ended (answered or not).
 
         It ends the first-response probe, and tells the fixed-window accounting what is still
         outgoing (see :mod:`katapult_async._budget`). The client calls it after every attempt.
+
+        Args:
+            started: What :meth:`acquire` returned for it: its round trip teaches the time
+                margin (see the class's ``time_margin``). None teaches nothing.
         """
-        self._budget.end()
+        self._budget.end(started, None if started is None else self._clock())
         self._end_probe()
 
     def _record(self, now: float, slot: float | None) -> None:

@@ -69,7 +69,7 @@ class ModelServer:
 
         async def caller() -> None:
             while True:
-                await limiter.acquire()
+                started = await limiter.acquire()
                 await self.vt.sleep(latency / 2)
                 count = self.count(self.vt.now)
                 limit = self.limit
@@ -81,7 +81,7 @@ class ModelServer:
                     limiter.observe(permitted=limit, remaining=max(0, limit - count))
                 else:
                     limiter.observe(permitted=None, remaining=None)
-                limiter.release()
+                limiter.release(started)
 
         return [asyncio.create_task(caller()) for _ in range(callers)]
 
@@ -243,3 +243,48 @@ def test_a_sliding_count_falling_after_a_silence_is_not_a_turnover() -> None:
     budget.observe_remaining(45, 2.9)
     assert list(budget.starts).count(2.9) == 0  # not the whole count taken for the others'
     assert budget.ready_at(2.9) <= 2.9 + 2.02 / 97
+
+
+def test_the_time_margin_is_learned_from_round_trips() -> None:
+    budget = Budget(
+        100, 2.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.02, learn_margin=True
+    )
+    for i in range(15):
+        budget.record(i * 0.1)
+        budget.end(i * 0.1, i * 0.1 + 0.004)
+    assert budget.span == pytest.approx(2.02)  # not yet: 15 round trips are too few
+    budget.record(1.5)
+    budget.end(1.5, 1.504)
+    assert budget.span == pytest.approx(2.008)  # twice the longest round trip
+    budget.record(1.6)
+    budget.end(1.6, 1.9)  # a slow one: the margin never grows past where it started
+    assert budget.span == pytest.approx(2.02)
+    budget.record(2.0)
+    budget.end(2.0, 2.0001)
+    assert budget.span == pytest.approx(2.02)  # the slow one is still among the recent
+
+
+def test_a_given_time_margin_is_kept(vt: VirtualTime) -> None:
+    limiter = RateLimiter(None, 2.0, time_margin=0.02, clock=vt.clock, sleep=vt.sleep)
+    for _ in range(100):
+        limiter.release(vt.now)
+    assert limiter._budget.span == pytest.approx(2.02)
+    learned = new_limiter(vt)
+    for _ in range(100):
+        learned.release(vt.now)
+    assert learned._budget.span == pytest.approx(2.005)  # instant answers: the 5 ms floor
+
+
+@pytest.mark.parametrize("phase", [None, 0.0, 0.37, 1.99])
+async def test_a_learned_margin_still_never_exceeds_the_limit(
+    vt: VirtualTime, phase: float | None
+) -> None:
+    server = ModelServer(vt, 100, 2.0, phase=phase)
+    limiter = new_limiter(vt)
+    tasks = server.run(limiter, callers=50, latency=0.002)
+    await vt.advance_to(20.0)
+    await stop(tasks)
+    assert limiter._budget.span == pytest.approx(2.005)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 100
+    assert len([t for t in server.arrivals if t >= 2.0]) >= 0.985 * 50 * 18

@@ -55,10 +55,11 @@ others' usage of the new one. So the server's count falling by a quarter of the 
 below what the log holds, marks a turnover, and from then on the others' share is also what the
 server counts beyond our starts since the turnover. (A count that falls but still matches the log
 is a sliding window in which the others' requests aged out while we heard nothing: taken for a
-turnover, all of it would count as the others' and stall us for a span.) The requests of ours still outgoing when the turnover shows count among those
-starts: most of them reach the server after it. (Counted as others', each would be a phantom
-holding back one start for a whole span, at every turnover.) This is why the limiter's
-``release()`` matters after every request: it ends what is outgoing.
+turnover, all of it would count as the others' and stall us for a span.) Our requests still
+outgoing when the turnover shows count among those starts: most of them reach the server after
+it. (Counted as others', each would be a phantom holding back one start for a whole span, at
+every turnover.) This is why the limiter's ``release()`` matters after every request: it ends
+what is outgoing.
 
 429s
 ----

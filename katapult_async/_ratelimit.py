@@ -109,8 +109,8 @@ class RateLimiter:
 
     Call :meth:`acquire` before starting every request, :meth:`observe` with the rate-limit
     headers of every response, :meth:`observe_rate_limited` when a response is a 429, and
-    :meth:`release` when a request has ended, answered or not. The
-    module docstrings (here and :mod:`katapult_async._budget`) explain the algorithm.
+    :meth:`release` when a request has ended, answered or not. The module docstrings (here and
+    :mod:`katapult_async._budget`) explain the algorithm.
 
     Args:
         limit: Requests permitted per ``window``, if known. It is never raised by what the

@@ -1,6 +1,7 @@
-"""The :class:`KatapultClient`: its options (:class:`ClientConfig`), its lifecycle, and the endpoint
-methods, which build a request (:mod:`katapult_async._protocol`), send it through the one HTTP choke
-point (:mod:`katapult_async._http`) and decode the answer."""
+"""The :class:`KatapultClient`: its lifecycle and the endpoint methods, which build a request
+(:mod:`katapult_async._requests`), send it through the one HTTP choke point
+(:mod:`katapult_async._http`) and decode the answer (:mod:`katapult_async._protocol`). Its options
+are a :class:`~katapult_async._config.ClientConfig`."""
 
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ import attrs
 from katapult_async import _protocol as proto
 from katapult_async import _requests as build
 from katapult_async._callbacks import ProgressCallback
-from katapult_async._http import HTTPTransport, TransportConfig
-from katapult_async._ratelimit import DEFAULT_PROBE_TIMEOUT, RateLimiter, RateLimitState
-from katapult_async._validate import validate_base_url, validate_token
-from katapult_async.errors import ConfigurationError
+from katapult_async._config import (
+    DEFAULT_BASE_URL,
+    TOKEN_ENV_VAR,
+    ClientConfig,
+    mask_token,
+    task_timeout_arg,
+    token_from,
+)
+from katapult_async._http import HTTPTransport
+from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async._validate import validate_base_url
 from katapult_async.models import (
     NetworkInterface,
     NetworkInterfaceRef,
@@ -36,94 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BASE_URL", "TOKEN_ENV_VAR", "ClientConfig", "KatapultClient"]
 
-DEFAULT_BASE_URL = "https://api.katapult.io/core/v1"
-TOKEN_ENV_VAR = "KATAPULT_API_TOKEN"
-
 T = TypeVar("T")
-
-
-def _mask(token: str) -> str:
-    return "****" + token[-4:] if len(token) >= 20 else "****"
-
-
-def _token_from(token: str | None) -> str:
-    """The token passed, else the one in ``KATAPULT_API_TOKEN``, validated."""
-    if token is None:
-        token = os.environ.get(TOKEN_ENV_VAR) or None
-    if token is None:
-        raise ConfigurationError(
-            f"no API token: pass token=... or set the {TOKEN_ENV_VAR} environment variable"
-        )
-    return validate_token(token)
-
-
-@attrs.frozen
-class ClientConfig:
-    """The client's options after normalisation, and the one place their defaults are written.
-
-    :class:`KatapultClient` builds one from its arguments (``client.config``); its rate limiter,
-    HTTP transport and task poller are built from it. The token is kept out of it, as of every
-    value. Invalid options raise :class:`~katapult_async.errors.ConfigurationError`.
-    """
-
-    base_url: str = DEFAULT_BASE_URL
-    rate_limit: int | None = None
-    rate_limit_window: float = 60.0
-    request_timeout: float = 30.0
-    max_retries: int = 8
-    poll_interval: float = 1.0
-    max_poll_interval: float = 15.0
-    max_response_size: int = 1024 * 1024
-    allow_insecure_http: bool = False
-    probe_timeout: float | None = DEFAULT_PROBE_TIMEOUT
-
-    def __attrs_post_init__(self) -> None:
-        if self.probe_timeout is not None and not 0 < self.probe_timeout < float("inf"):
-            raise ConfigurationError("probe_timeout must be a positive number of seconds or None")
-        if self.rate_limit is not None and self.rate_limit < 1:
-            raise ConfigurationError("rate_limit must be a positive number of requests")
-        if self.rate_limit_window <= 0:
-            raise ConfigurationError("rate_limit_window must be positive")
-        if self.request_timeout <= 0:
-            raise ConfigurationError("request_timeout must be positive")
-        if self.max_retries < 0:
-            raise ConfigurationError("max_retries must be 0 or more")
-        if self.poll_interval <= 0 or self.max_poll_interval < self.poll_interval:
-            raise ConfigurationError("need 0 < poll_interval <= max_poll_interval")
-        if self.max_response_size < 1024:
-            raise ConfigurationError("max_response_size must be at least 1024 bytes")
-
-    def transport_config(self) -> TransportConfig:
-        """The options of the HTTP layer."""
-        return TransportConfig(
-            base_url=self.base_url,
-            timeout=self.request_timeout,
-            max_retries=self.max_retries,
-            max_response_size=self.max_response_size,
-        )
-
-    @property
-    def timeout(self) -> float:
-        """Deprecated: :attr:`request_timeout` (warns; removed in 0.4)."""
-        warnings.warn(
-            "ClientConfig.timeout is deprecated: use request_timeout", DeprecationWarning, 2
-        )
-        return self.request_timeout
-
-
-def _task_timeout(old: float | None, new: float | None) -> float | None:
-    """``task_timeout``, taking the deprecated ``timeout`` spelling with a warning."""
-    if old is None:
-        return new
-    warnings.warn(
-        "timeout= is deprecated here: use task_timeout= (seconds to wait for the task)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    if new is not None:
-        raise TypeError("give task_timeout= only, not also the deprecated timeout=")
-    return old
-
 
 _DEFAULTS = ClientConfig()
 """Read by :class:`KatapultClient`'s signature, so that each default is written once, above."""
@@ -203,7 +124,7 @@ class KatapultClient:
                 stacklevel=2,
             )
             request_timeout = timeout
-        self._token = _token_from(token)
+        self._token = token_from(token)
         self.config = config = ClientConfig(
             base_url=validate_base_url(base_url, allow_insecure_http=allow_insecure_http),
             rate_limit=rate_limit,
@@ -230,7 +151,9 @@ class KatapultClient:
         )
 
     def __repr__(self) -> str:
-        return f"<KatapultClient base_url={self.config.base_url!r} token={_mask(self._token)!r}>"
+        return (
+            f"<KatapultClient base_url={self.config.base_url!r} token={mask_token(self._token)!r}>"
+        )
 
     def __getstate__(self) -> Any:
         raise TypeError("KatapultClient cannot be pickled (it holds a live session and the token)")
@@ -298,7 +221,7 @@ class KatapultClient:
             TaskFailedError, TaskTimeoutError: with ``wait=True``.
             APIError, TransportError: see :mod:`katapult_async.errors`.
         """
-        task_timeout = _task_timeout(timeout, task_timeout)
+        task_timeout = task_timeout_arg(timeout, task_timeout)
         request = build.update_speed_profile_request(interface, speed_profile)
         data, meta = await self._transport.request_with_meta(request)
         submitted_at = self._poller.now()  # on the poller's clock, which may not be monotonic()
@@ -345,7 +268,7 @@ class KatapultClient:
             TaskFailedError: the task ended ``failed`` (``.task`` is the final task).
             TaskTimeoutError: ``task_timeout`` passed first (``.task`` is the last one seen).
         """
-        task_timeout = _task_timeout(timeout, task_timeout)
+        task_timeout = task_timeout_arg(timeout, task_timeout)
         return await self._poller.wait(
             task, on_progress=on_progress, timeout=task_timeout, poll_interval=poll_interval
         )
@@ -388,27 +311,21 @@ class KatapultClient:
 
     async def _all_pages(
         self,
-        build: Callable[[int], build.APIRequest],
+        request_for: Callable[[int], build.APIRequest],
         decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
     ) -> list[T]:
-        items: list[T] = []
-        page, total = 1, 1
-        while page <= total:
-            data, meta = await self._transport.request_with_meta(build(page))
-            batch, total = decode(data, meta)
-            items.extend(batch)
-            page += 1
-        return items
+        """Every page's items, in order."""
+        return [item async for batch in self._pages(request_for, decode) for item in batch]
 
     async def _pages(
         self,
-        build: Callable[[int], build.APIRequest],
+        request_for: Callable[[int], build.APIRequest],
         decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
     ) -> AsyncIterator[list[T]]:
         """Each page's items in turn, the next page requested only when the caller wants it."""
         page, total = 1, 1
         while page <= total:
-            data, meta = await self._transport.request_with_meta(build(page))
+            data, meta = await self._transport.request_with_meta(request_for(page))
             batch, total = decode(data, meta)
             yield batch
             page += 1
@@ -602,7 +519,7 @@ class KatapultClient:
             wait=wait,
             on_progress=on_progress,
             journal=journal,
-            task_timeout=_task_timeout(timeout, task_timeout),
+            task_timeout=task_timeout_arg(timeout, task_timeout),
             total=total,
             journal_fsync=journal_fsync,
             record_previous=record_previous,

@@ -110,10 +110,13 @@ _RTT_BLOCK = 64  # round trips per block of the running maximum
 _RTT_MIN_SAMPLES = 16  # round trips seen before the margin is learned from them
 
 
-def _usable(limit: int, margin: float) -> int:
+SHARED_MIN = 2
+
+
+def _usable(limit: int, margin: float, least: int = 1) -> int:
     reserve = 0
     if margin > 0:
-        reserve = max(1, math.ceil(limit * margin - _ROUNDING))
+        reserve = max(least, math.ceil(limit * margin - _ROUNDING))
     return max(1, limit - reserve)
 
 
@@ -154,6 +157,9 @@ class Budget:
         self.limit: int | None = None
         self.source: RateLimitSource | None = None
         self._usable = (0, 0)  # alone, shared
+        self._unseen = SHARED_MIN  # the least reserve while shared
+        self._last_answer = -math.inf  # when Remaining was last observed
+        self._answer_gap = 0.0  # the mean time between two observations (moving average)
         # Start times in the last ``span`` seconds, ours and phantom, sorted.
         self.starts: deque[float] = deque()
         self.last_start = -math.inf  # the slot of our own last start (phantoms excluded)
@@ -163,7 +169,11 @@ class Budget:
         # Since the server's count last fell at once (a fixed window turning over): our starts,
         # the phantoms added, and the lowest Remaining seen.
         self._own_since_reset = 0
-        self._phantoms_since_reset = 0
+        # The phantoms in ``starts`` (sorted), and how many of the newest of them stand for
+        # requests of others that the server still counts (see :meth:`observe_remaining`).
+        self._phantoms: deque[float] = deque()
+        self._matched = 0
+        self._own: deque[float] = deque()  # our own starts in the last ``span``, sorted
         self.outgoing = 0  # our requests started and not yet ended (see :meth:`end`)
         self._low_remaining = math.inf
         self.rate_limited = 0
@@ -191,7 +201,10 @@ class Budget:
             return
         limit = self.limit
         logger.info("rate limit: %d requests per %gs (from %s)", limit, self.window, self.source)
-        self._usable = (_usable(limit, self._margins[0]), _usable(limit, self._margins[1]))
+        self._usable = (
+            _usable(limit, self._margins[0]),
+            _usable(limit, self._margins[1], self._unseen),
+        )
 
     def usable(self, now: float) -> int:
         """Starts allowed per span now (the reserve depends on whether others were seen)."""
@@ -215,6 +228,7 @@ class Budget:
         """Log a start at ``now``; the next one is spaced from ``slot`` (default ``now``)."""
         starts = self.starts
         starts.append(now)
+        self._own.append(now)
         self._own_since_reset += 1
         self.outgoing += 1
         if slot is None or self.limit is None:
@@ -255,12 +269,24 @@ class Budget:
         starts = self.starts
         while starts and starts[0] <= cutoff:
             starts.popleft()
+        own = self._own
+        while own and own[0] <= cutoff:
+            own.popleft()
+        phantoms = self._phantoms
+        if phantoms and phantoms[0] <= cutoff:
+            while phantoms and phantoms[0] <= cutoff:
+                phantoms.popleft()
+            self._matched = min(self._matched, len(phantoms))
+
+    def _add_phantoms(self, count: int, now: float) -> None:
+        self.starts.extend(repeat(now, count))
+        self._phantoms.extend(repeat(now, count))
 
     def top_up(self, count: int, now: float) -> int:
         """Adds phantom starts at ``now`` until the (trimmed) log holds ``count``; returns how many."""
         missing = count - len(self.starts)
         if missing > 0:
-            self.starts.extend(repeat(now, missing))
+            self._add_phantoms(missing, now)
         return max(0, missing)
 
     def in_window(self, now: float) -> int:
@@ -276,8 +302,13 @@ class Budget:
 
     # --- what the server says ---------------------------------------------------------------
 
-    def observe_remaining(self, remaining: int, now: float) -> None:
-        """``X-Ratelimit-Remaining`` of a response: top up the log to the server's count."""
+    def observe_remaining(self, remaining: int, now: float, started: float | None = None) -> None:
+        """``X-Ratelimit-Remaining`` of a response: what the others' requests are.
+
+        ``started`` is when the request answered began (the server counted at or after it).
+        Without it, the model cannot tell which of our requests and phantoms the count holds,
+        and credits all of them, as a caller that only reads headers would.
+        """
         limit = self.limit
         if limit is None:
             return
@@ -286,35 +317,95 @@ class Budget:
         remaining = max(remaining, 0)
         used = limit - remaining
         self.trim(now)
+        self._detect_turnover(remaining, used, now, started)
+        previous, self._last_answer = self._last_answer, now
+        if previous > -math.inf:
+            self._answer_gap += (now - previous - self._answer_gap) / 8
+        if used <= 0:
+            return
+        # Our requests the server counts: those started in its window before this one (and
+        # since the last turnover, for fixed windows, where the log still holds the previous one).
+        cutoff = now - self.span if started is None else started - self.window
+        counted = min(self._own_after(cutoff), self._own_since_reset)
+        sure = counted
+        if started is not None:
+            # The others of ours still outgoing may not have reached the server yet.
+            sure = max(0, counted - max(0, self.outgoing - 1))
+            # A phantom stamped a window before this request started stands for a request that
+            # arrived before then, which the server no longer counts. Matched still, it would
+            # hide a new request of the others, and free its slot a window too early.
+            aged = 0
+            for stamp in self._phantoms:
+                if stamp > cutoff:
+                    break
+                aged += 1
+            self._matched = min(self._matched, len(self._phantoms) - aged)
+        # The others' requests the server counts, against the newest phantoms (which stand for
+        # them): top up, never down, so repeated or out-of-order headers never add up.
+        others = max(0, used - sure)
+        missing = others - self._matched
+        if missing > 0:
+            beyond_log = used - len(self.starts)
+            self._add_phantoms(missing, now)
+            self._matched += missing
+            # Two or more beyond all our starts: someone else uses the token. (One may be ours,
+            # counted after a turnover; our outgoing requests may have reached the server.)
+            if beyond_log > 0 or used - counted >= 2:
+                self.shared_until = now + self.span
+        if others:
+            # Between two of our answers the others go on starting requests we have not seen:
+            # at their rate, over the usual time between our answers (and a round trip or two).
+            # The shared reserve holds that many and one more, up to a quarter of the limit.
+            stale = self._answer_gap + self.span - self.window
+            unseen = max(SHARED_MIN, min(limit // 4, math.ceil(others * stale / self.window) + 1))
+            if unseen != self._unseen:
+                self._unseen = unseen
+                self._usable = (self._usable[0], _usable(limit, self._margins[1], unseen))
+
+    def _own_after(self, cutoff: float) -> int:
+        """Our starts after ``cutoff`` (a short scan: ``cutoff`` is near the log's old end)."""
+        older = 0
+        for stamp in self._own:
+            if stamp > cutoff:
+                break
+            older += 1
+        return len(self._own) - older
+
+    def _detect_turnover(
+        self, remaining: int, used: int, now: float, started: float | None
+    ) -> None:
+        """Notices a fixed window turning over; from then on, our starts count from zero."""
+        turned = False
+        limit = used + remaining
         jump = max(2, limit // 4)
         if remaining >= self._low_remaining + jump:
             # The server's count fell by a quarter of the limit. If it is also a quarter below
-            # what the log holds for the last span, a fixed window turned over: what the server
-            # counts from now on is what arrived after the turnover: this response's request, and
-            # perhaps the others of ours still outgoing. They count as ours: counted as others',
-            # each would be a phantom holding back a start for a whole span, at every turnover.
-            # (Otherwise the log explains the fall: a sliding window, where the others' usage
-            # aged out while we heard nothing. Taken for a turnover, the whole count would be
-            # taken for the others' and stall us for a span.)
-            if len(self.starts) - used >= jump:
-                self._own_since_reset = min(self.outgoing, len(self.starts))
-                self._phantoms_since_reset = 0
+            # what the log holds for the last span, a fixed window turned over. (Otherwise the
+            # log explains the fall: a sliding window, where the others' usage aged out while we
+            # heard nothing. Taken for a turnover, the whole count would be taken for the
+            # others' and stall us for a span.)
+            turned = len(self.starts) - used >= jump
             self._low_remaining = remaining
         else:
             self._low_remaining = min(self._low_remaining, remaining)
-        if used <= 0:
-            return
-        # Others' usage is what the server counts beyond the whole log (right for a sliding
-        # window), or beyond our starts since the last reset (right for fixed windows, where the
-        # log still holds our starts of the previous window, which would hide theirs).
-        beyond_log = used - len(self.starts)
-        missing = max(beyond_log, used - self._own_since_reset - self._phantoms_since_reset)
-        if missing > 0:
-            self.starts.extend(repeat(now, missing))
-            self._phantoms_since_reset += missing
-            # One beyond our starts since a reset may be our own request that arrived after it.
-            if beyond_log > 0 or missing >= 2:
-                self.shared_until = now + self.span
+        if started is not None and not turned and self._own_since_reset > self.outgoing:
+            # The server counts fewer than our requests answered in the last window, started
+            # before this one: only fixed windows forget those, so one turned over, by less than
+            # a quarter of the limit (early in a window). Counted as ours, the requests of the
+            # previous window would hide as many of the others'.
+            after = self._own_after(started)
+            answered = min(self._own_after(now - self.window), self._own_since_reset) - after
+            answered -= max(0, self.outgoing - 1 - after)
+            turned = (self.announced or limit) - remaining < answered  # the server's count
+            if turned:
+                self._low_remaining = remaining
+        if turned:
+            # What the server counts from now on arrived after the turnover: this response's
+            # request, and perhaps the others of ours still outgoing. They count as ours:
+            # counted as others', each would be a phantom holding back a start for a whole span,
+            # at every turnover.
+            self._own_since_reset = min(self.outgoing, len(self.starts))
+            self._matched = 0
 
     def observe_rate_limited(
         self, total_permitted: int | None, retry_after: float | None, now: float

@@ -189,7 +189,9 @@ class HTTPTransport:
             ) as resp:
                 headers = resp.headers
                 meta = read_meta(resp.status, headers)
-                self._limiter.observe(permitted=meta.permitted, remaining=meta.remaining)
+                self._limiter.observe(
+                    permitted=meta.permitted, remaining=meta.remaining, started=started
+                )
                 length = resp.content_length
                 # Content-Length of a compressed body is its compressed size: stream and count.
                 if (

@@ -333,7 +333,9 @@ class RateLimiter:
             if self._answered is not None and not self._answered.done():
                 self._answered.set_result(None)
 
-    def observe(self, *, permitted: int | None, remaining: int | None) -> None:
+    def observe(
+        self, *, permitted: int | None, remaining: int | None, started: float | None = None
+    ) -> None:
         """Learns from the rate-limit headers of a response.
 
         Call it for every response, 429s included, with ``X-Ratelimit-Permitted`` and
@@ -348,7 +350,7 @@ class RateLimiter:
         if permitted is not None and permitted > 0:
             budget.announce(permitted, "headers")
         if remaining is not None and budget.limit is not None:
-            budget.observe_remaining(remaining, self._clock())
+            budget.observe_remaining(remaining, self._clock(), started)
 
     def observe_rate_limited(
         self, *, total_permitted: int | None, retry_after: float | None

@@ -78,7 +78,9 @@ class ModelServer:
                     self.rejected += 1
                     limiter.observe_rate_limited(total_permitted=limit, retry_after=None)
                 elif headers:
-                    limiter.observe(permitted=limit, remaining=max(0, limit - count))
+                    limiter.observe(
+                        permitted=limit, remaining=max(0, limit - count), started=started
+                    )
                 else:
                     limiter.observe(permitted=None, remaining=None)
                 limiter.release(started)
@@ -167,6 +169,27 @@ async def test_two_processes_started_together(vt: VirtualTime) -> None:
     await stop(tasks)
     assert server.rejected == 0
     assert server.max_in_window() <= 100
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.006])
+@pytest.mark.parametrize("phase", [None, 0.0, 0.08, 0.7])
+async def test_two_processes_at_a_small_limit(
+    vt: VirtualTime, phase: float | None, jitter: float
+) -> None:
+    # 20 per second: each process's reserve alone is 1 request, fewer than the other's requests
+    # it has not seen yet at any moment. (phase 0.08: a window turns over early in the first
+    # burst, by less than a quarter of the limit.)
+    rng = random.Random(3)
+    server = ModelServer(vt, 20, 1.0, phase=phase)
+    tasks = []
+    for _ in range(2):
+        limiter = new_limiter(vt, window=1.0)
+        tasks += server.run(limiter, callers=15, jitter=lambda: rng.uniform(0, jitter))
+    await vt.advance_to(12.0)
+    await stop(tasks)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 20
+    assert len([t for t in server.arrivals if t >= 2.0]) >= 0.85 * 20 * 10
 
 
 # --- the pure model ---------------------------------------------------------------------------
@@ -288,3 +311,37 @@ async def test_a_learned_margin_still_never_exceeds_the_limit(
     assert server.rejected == 0
     assert server.max_in_window() <= 100
     assert len([t for t in server.arrivals if t >= 2.0]) >= 0.985 * 50 * 18
+
+
+def test_a_phantom_a_window_old_no_longer_hides_new_requests_of_others() -> None:
+    budget = Budget(100, 2.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.02)
+    budget.record(0.0)
+    budget.observe_remaining(89, 0.1, started=0.0)  # 11 counted: 10 are the others'
+    budget.end()
+    assert list(budget.starts).count(0.1) == 10
+    # Two seconds on, the others' first ten requests have aged out at the server and ten new
+    # ones are counted. The phantoms of the first ten are still in the log (until 2.12), but
+    # they stand for nothing the server counts now: the ten new ones get phantoms of their own.
+    budget.record(2.105)
+    budget.observe_remaining(89, 2.11, started=2.105)
+    budget.end()
+    assert list(budget.starts).count(2.11) == 10
+    assert budget.in_window(2.2) == 11  # the old phantoms gone, the new ones held
+
+
+def test_a_small_fixed_window_turnover_is_seen() -> None:
+    budget = Budget(100, 2.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.02)
+    for i in range(10):
+        budget.record(i * 0.05)
+        budget.observe_remaining(100 - (i + 1), i * 0.05 + 0.002, started=i * 0.05)
+        budget.end()
+    # The window turns over at 0.5: the count falls from 10 to 1, less than a quarter of the
+    # limit, but below the ten requests of ours it answered within the last window.
+    budget.record(0.55)
+    budget.observe_remaining(99, 0.552, started=0.55)
+    budget.end()
+    # Another process sends 5; our next answer counts 7: 2 of ours since the turnover, 5 theirs.
+    budget.record(0.6)
+    budget.observe_remaining(93, 0.602, started=0.6)
+    budget.end()
+    assert list(budget.starts).count(0.602) == 5

@@ -24,8 +24,9 @@ sorted log of timestamps (a deque, trimmed from the left, amortised O(1)). A new
 * fewer than ``U`` entries lie in ``(t - S, t]``, where ``U = L - reserve`` and
   ``S = window + time_margin``. The reserve is ``safety_margin`` of ``L`` rounded up, at least one
   request when ``L > 1`` (100 -> 99, 1000 -> 990); while another user of the token has shown up
-  in the last ``S`` (see below) it is ``shared_margin`` instead (100 -> 97), since two processes
-  decide on what they knew one response ago. ``time_margin`` absorbs the difference in latency
+  in the last ``S`` (see below) it is ``shared_margin`` instead, and at least what the others
+  start between two of our answers, plus one (100 -> 97, 20 -> 18), since two processes decide
+  on what they knew one response ago. ``time_margin`` absorbs the difference in latency
   between two requests: the server counts a request somewhere between its start and its answer.
   By default it starts at ``max(0.02 s, 1 %`` of the window) and, from the 16th answer on, is
   twice the longest round trip of our last 64 to 128 requests (at least 5 ms, at most where it
@@ -40,26 +41,39 @@ sorted log of timestamps (a deque, trimmed from the left, amortised O(1)). A new
 Usage by others
 ---------------
 ``X-Ratelimit-Remaining`` is what is left of the server's window when the response was produced:
-the server has counted ``L - remaining`` requests. Our log already holds every request we started
-in the last ``S`` seconds, including those still in flight, so it can only over-state our own
-share. If the server's count is higher than the whole log, the difference was spent by someone else
-(another process with the same token): the log is topped up to the server's count with "phantom"
-starts stamped now, and the shared reserve applies for one span. The top-up is idempotent (it raises
-the log *to* the server's count, never *by* it), so repeated, duplicated or out-of-order headers
-never add up: an older response reports more remaining and changes nothing. A phantom expires like
-any start, so one stale header holds us back by at most one span. When the configured limit is
-below the server's, the headroom between the two is left to the others first.
+the server has counted ``L - remaining`` requests. Those beyond our own are someone else's
+(another process with the same token), and each of them gets a "phantom" start in the log,
+stamped now (when we first saw it, so at or after it reached the server: a phantom never frees
+its slot before the request it stands for does). The shared reserve then applies for one span.
+
+Which of our requests the server counts: those started within a window before the answered one
+started (the server counted it at or after its start), less those of ours still outgoing (they may
+not have arrived yet). Which phantoms still stand for a counted request: the newest of them, and
+none stamped a window before the answered request started (what it stood for arrived before then
+and has aged out). So a phantom of an old request never hides a new one: the others' count is
+matched against the phantoms that can still stand for it, and topped up *to* it, never *by* it,
+so that repeated, duplicated or out-of-order headers never add up (an older response reports
+more remaining and changes nothing). A phantom expires like any start, so one stale header
+holds us back by at most one span. When the configured limit is below the server's, the headroom
+between the two is left to the others first. (``observe()`` without the answered request's start
+credits every start in the log as counted, which can hide a few of the others'.)
+
+While others use the token, between two of our answers they go on starting requests we have
+not seen yet: about their rate times the usual time between our answers (a moving average)
+plus the time margin. The shared reserve holds that many and one more, at least 2 and at most a
+quarter of the limit: with two processes at 20 per second, each sees the other's newest request
+one answer late, and a reserve of one would let both take the last slot.
 
 In fixed windows the log still holds our starts of the previous window, which would hide the
-others' usage of the new one. So the server's count falling by a quarter of the limit, to a quarter
-below what the log holds, marks a turnover, and from then on the others' share is also what the
-server counts beyond our starts since the turnover. (A count that falls but still matches the log
-is a sliding window in which the others' requests aged out while we heard nothing: taken for a
-turnover, all of it would count as the others' and stall us for a span.) Our requests still
-outgoing when the turnover shows count among those starts: most of them reach the server after
-it. (Counted as others', each would be a phantom holding back one start for a whole span, at
-every turnover.) This is why the limiter's ``release()`` matters after every request: it ends
-what is outgoing.
+others' usage of the new one. So a turnover is noticed, and from then on our starts count from
+it: when the server's count falls by a quarter of the limit to a quarter below what the log
+holds, or falls below our requests answered within the last window (a window that began during
+a burst falls by less). (A count that falls but still matches the log is a sliding window in which
+the others' requests aged out while we heard nothing: taken for a turnover, all of it would count
+as the others' and stall us for a span.) Our requests still outgoing when the turnover shows
+count among those starts: most of them reach the server after it. (Counted as others', each
+would be a phantom holding back one start for a whole span, at every turnover.) This is why the
+limiter's ``release()`` matters after every request: it ends what is outgoing.
 
 429s
 ----

@@ -344,6 +344,10 @@ class RateLimiter:
         Args:
             permitted: The token's limit per window, as the server announces it.
             remaining: What is left of the server's current window.
+            started: What :meth:`acquire` returned for this request. With it, the limiter
+                knows which of its starts the server can have counted, and tells the others'
+                requests apart from its own precisely (the client passes it). Without it, every
+                start in the log is taken as counted, which can hide a few of the others'.
         """
         self._end_probe()
         budget = self._budget

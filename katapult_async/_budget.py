@@ -127,6 +127,17 @@ _RTT_MIN_SAMPLES = 16  # round trips seen before the margin is learned from them
 SHARED_MIN = 2
 
 
+def _count_after(log: deque[float], cutoff: float) -> int:
+    """The stamps of a sorted ``log`` after ``cutoff`` (a short scan from the old end: the
+    cutoffs used lie near it)."""
+    older = 0
+    for stamp in log:
+        if stamp > cutoff:
+            break
+        older += 1
+    return len(log) - older
+
+
 def _usable(limit: int, margin: float, least: int = 1) -> int:
     reserve = 0
     if margin > 0:
@@ -180,8 +191,8 @@ class Budget:
         self.pause_until = -math.inf
         self.last_pause_end: float | None = None
         self.shared_until = -math.inf  # others were seen on the token: shared reserve until then
-        # Since the server's count last fell at once (a fixed window turning over): our starts,
-        # the phantoms added, and the lowest Remaining seen.
+        # Since the server's count last fell at once (a fixed window turning over): our starts
+        # (``_own_since_reset``) and the lowest Remaining seen (``_low_remaining``).
         self._own_since_reset = 0
         # The phantoms in ``starts`` (sorted), and how many of the newest of them stand for
         # requests of others that the server still counts (see :meth:`observe_remaining`).
@@ -340,7 +351,7 @@ class Budget:
         # Our requests the server counts: those started in its window before this one (and
         # since the last turnover, for fixed windows, where the log still holds the previous one).
         cutoff = now - self.span if started is None else started - self.window
-        counted = min(self._own_after(cutoff), self._own_since_reset)
+        counted = min(_count_after(self._own, cutoff), self._own_since_reset)
         sure = counted
         if started is not None:
             # The others of ours still outgoing may not have reached the server yet.
@@ -348,12 +359,7 @@ class Budget:
             # A phantom stamped a window before this request started stands for a request that
             # arrived before then, which the server no longer counts. Matched still, it would
             # hide a new request of the others, and free its slot a window too early.
-            aged = 0
-            for stamp in self._phantoms:
-                if stamp > cutoff:
-                    break
-                aged += 1
-            self._matched = min(self._matched, len(self._phantoms) - aged)
+            self._matched = min(self._matched, _count_after(self._phantoms, cutoff))
         # The others' requests the server counts, against the newest phantoms (which stand for
         # them): top up, never down, so repeated or out-of-order headers never add up.
         others = max(0, used - sure)
@@ -375,15 +381,6 @@ class Budget:
             if unseen != self._unseen:
                 self._unseen = unseen
                 self._usable = (self._usable[0], _usable(limit, self._margins[1], unseen))
-
-    def _own_after(self, cutoff: float) -> int:
-        """Our starts after ``cutoff`` (a short scan: ``cutoff`` is near the log's old end)."""
-        older = 0
-        for stamp in self._own:
-            if stamp > cutoff:
-                break
-            older += 1
-        return len(self._own) - older
 
     def _detect_turnover(
         self, remaining: int, used: int, now: float, started: float | None
@@ -407,8 +404,10 @@ class Budget:
             # before this one: only fixed windows forget those, so one turned over, by less than
             # a quarter of the limit (early in a window). Counted as ours, the requests of the
             # previous window would hide as many of the others'.
-            after = self._own_after(started)
-            answered = min(self._own_after(now - self.window), self._own_since_reset) - after
+            after = _count_after(self._own, started)
+            answered = (
+                min(_count_after(self._own, now - self.window), self._own_since_reset) - after
+            )
             answered -= max(0, self.outgoing - 1 - after)
             turned = (self.announced or limit) - remaining < answered  # the server's count
             if turned:

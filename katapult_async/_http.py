@@ -112,10 +112,15 @@ class HTTPTransport:
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        # A session we create carries the headers itself (aiohttp then does not merge a per-request
-        # dict into the defaults on every call); a caller's session gets them with each request.
-        self._request_headers: dict[str, str] | None = None if session is None else self._headers
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        # The options of every request, as one dict: a session we create carries the headers
+        # itself (aiohttp then does not merge a per-request dict into the defaults on every call)
+        # and never raises for a status; a caller's session gets both with each request.
+        self._send_options: dict[str, Any] = {
+            "allow_redirects": False,
+            "timeout": aiohttp.ClientTimeout(total=config.timeout),
+        }
+        if session is not None:
+            self._send_options.update(headers=self._headers, raise_for_status=False)
         self._base_url = config.base_url.rstrip("/")
         self._retrying = backoff.on_exception(
             backoff_wait,
@@ -182,10 +187,7 @@ class HTTPTransport:
                 self._base_url + request.path,
                 params=request.params,
                 json=request.body,
-                headers=self._request_headers,
-                allow_redirects=False,
-                raise_for_status=False,
-                timeout=self._timeout,
+                **self._send_options,
             ) as resp:
                 headers = resp.headers
                 meta = read_meta(resp.status, headers)

@@ -31,9 +31,13 @@ def validate_identifier(value: object, *, what: str = "id") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_IDENTIFIER_LENGTH:
         raise ValueError(f"{what} is longer than {MAX_IDENTIFIER_LENGTH} characters")
-    if _BAD_CHARACTER.search(value) is not None or not value.isprintable():
-        raise ValueError(f"{what} {value!r} contains whitespace or unprintable characters")
-    return value
+    if value.isascii() and value.isprintable():
+        # Printable ASCII holds one whitespace character only (the space): no regex needed.
+        if " " not in value:
+            return value
+    elif _BAD_CHARACTER.search(value) is None and value.isprintable():
+        return value
+    raise ValueError(f"{what} {value!r} contains whitespace or unprintable characters")
 
 
 def _is_loopback(host: str | None) -> bool:

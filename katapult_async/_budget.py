@@ -73,7 +73,10 @@ the others' requests aged out while we heard nothing: taken for a turnover, all 
 as the others' and stall us for a span.) Our requests still outgoing when the turnover shows
 count among those starts: most of them reach the server after it. (Counted as others', each
 would be a phantom holding back one start for a whole span, at every turnover.) This is why the
-limiter's ``release()`` matters after every request: it ends what is outgoing.
+limiter's ``release()`` matters after every request: it ends what is outgoing. The answers of
+requests sent before the turnover was noticed are then passed over: the server may have counted
+them in the old window, and with jittery answers (one arriving 30 ms after the next) the old
+window's count, read as the new one's, would be a window's worth of the others' requests.
 
 429s
 ----
@@ -201,6 +204,7 @@ class Budget:
         self._own: deque[float] = deque()  # our own starts in the last ``span``, sorted
         self.outgoing = 0  # our requests started and not yet ended (see :meth:`end`)
         self._low_remaining = math.inf
+        self._turned_at = -math.inf  # when a fixed window's turnover was last noticed
         self.rate_limited = 0
         self._update_limit()
 
@@ -342,6 +346,11 @@ class Budget:
         remaining = max(remaining, 0)
         used = limit - remaining
         self.trim(now)
+        if started is not None and started < self._turned_at:
+            # Sent before the turnover was noticed: the server may have counted it in the old
+            # window, whose count, taken for the new one's, would read as a window's worth of
+            # the others' requests (and stall us for a span). Only later requests tell.
+            return
         self._detect_turnover(remaining, used, now, started)
         previous, self._last_answer = self._last_answer, now
         if previous > -math.inf:
@@ -419,6 +428,7 @@ class Budget:
             # at every turnover.
             self._own_since_reset = min(self.outgoing, len(self.starts))
             self._matched = 0
+            self._turned_at = now
 
     def observe_rate_limited(
         self, total_permitted: int | None, retry_after: float | None, now: float

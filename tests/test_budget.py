@@ -192,6 +192,20 @@ async def test_two_processes_at_a_small_limit(
     assert len([t for t in server.arrivals if t >= 2.0]) >= 0.85 * 20 * 10
 
 
+async def test_fixed_windows_with_jittery_answers_keep_the_pace(vt: VirtualTime) -> None:
+    # Up to 30 ms of jitter: answers from the end of a window arrive after the first of the
+    # next. Read as the new window's count, one of them would be a window of the others' usage.
+    rng = random.Random(1)
+    server = ModelServer(vt, 300, 2.0, phase=0.7)
+    limiter = new_limiter(vt, window=2.0)
+    tasks = server.run(limiter, callers=50, latency=0.002, jitter=lambda: rng.uniform(0, 0.03))
+    await vt.advance_to(16.0)
+    await stop(tasks)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 300
+    assert len([t for t in server.arrivals if t >= 4.0]) >= 0.9 * 300 * 6
+
+
 # --- the pure model ---------------------------------------------------------------------------
 
 
@@ -345,3 +359,21 @@ def test_a_small_fixed_window_turnover_is_seen() -> None:
     budget.observe_remaining(93, 0.602, started=0.6)
     budget.end()
     assert list(budget.starts).count(0.602) == 5
+
+
+def test_an_answer_from_before_a_turnover_is_not_read_as_the_new_windows_count() -> None:
+    budget = Budget(100, 2.0, safety_margin=0.01, shared_margin=0.03, time_margin=0.02)
+    for i in range(90):
+        budget.record(i * 0.02)
+        if i < 89:
+            budget.observe_remaining(100 - (i + 1), i * 0.02 + 0.002, started=i * 0.02)
+            budget.end()
+    # The window turns over at 1.8. A request sent after it is answered first: 1 counted.
+    budget.record(1.81)
+    budget.observe_remaining(99, 1.812, started=1.81)
+    budget.end()
+    # The answer of the request sent at 1.78, delayed: it still counts the old window's 90.
+    budget.observe_remaining(10, 1.83, started=88 * 0.02)
+    budget.end()
+    assert not budget._phantoms  # no window's worth of "others" (they would stall us a span)
+    assert budget.usable(1.83) == 99  # and not shared

@@ -27,12 +27,11 @@ sorted log of timestamps (a deque, trimmed from the left, amortised O(1)). A new
   in the last ``S`` (see below) it is ``shared_margin`` instead, and at least what the others
   start between two of our answers, plus one (100 -> 97, 20 -> 18), since two processes decide
   on what they knew one response ago. ``time_margin`` absorbs the difference in latency
-  between two requests: the server counts a request somewhere between its start and its answer.
-  By default it starts at ``max(0.02 s, 1 %`` of the window) and, from the 16th answer on, is
-  twice the longest round trip of our last 64 to 128 requests (at least 5 ms, at most where it
-  started). Any window-long interval lies inside some ``S``-long one, so no window-long interval
-  holds more than ``U`` of our starts: safe for a server counting in a sliding window and in fixed
-  windows of any phase;
+  between two requests: the server counts a request somewhere between its start and its answer
+  (by default it is learned from our round trips, see :mod:`katapult_async._margin`). Any
+  window-long interval lies inside some ``S``-long one, so no window-long interval holds more
+  than ``U`` of our starts: safe for a server counting in a sliding window and in fixed windows
+  of any phase;
 * at least ``S / U`` seconds have passed since the previous start's slot. This spreads the starts
   evenly instead of letting the budget go out in a burst. At that spacing the log condition never
   binds by itself: the steady rate is ``U / S`` (for 100 per 2 s: 99 / 2.02 s = 49.0 requests/s,
@@ -97,6 +96,8 @@ from collections import deque
 from itertools import repeat
 from typing import Literal
 
+from katapult_async._margin import MIN_TIME_MARGIN, LearnedMargin
+
 __all__ = ["PRIORITY_POLL", "Budget", "RateLimitSource"]
 
 RateLimitSource = Literal["configured", "headers", "429"]
@@ -114,17 +115,6 @@ EARLY = 1e-6
 """A sleeper may wake this much early (timer resolution, rounding); starting then is harmless."""
 # Keeps ``ceil(100 * 0.03)`` at 3 despite float rounding.
 _ROUNDING = 1e-9
-
-
-def default_time_margin(window: float) -> float:
-    """Seconds added to the window by default, at most: ``max(0.02, 0.01 * window)``."""
-    return max(0.02, 0.01 * window)
-
-
-MIN_TIME_MARGIN = 0.005
-"""The least the learned time margin shrinks to (seconds): a few timer ticks."""
-_RTT_BLOCK = 64  # round trips per block of the running maximum
-_RTT_MIN_SAMPLES = 16  # round trips seen before the margin is learned from them
 
 
 SHARED_MIN = 2
@@ -174,11 +164,9 @@ class Budget:
         self.configured = limit
         self.window = window
         self.span = window + time_margin
-        self._margin_cap = time_margin
-        self._learn_margin = learn_margin and time_margin > MIN_TIME_MARGIN
-        # The longest round trip in the current and the previous block of _RTT_BLOCK.
-        self._rtt_max = self._rtt_max_before = 0.0
-        self._rtts = 0
+        self._margin = (
+            LearnedMargin(time_margin) if learn_margin and time_margin > MIN_TIME_MARGIN else None
+        )
         self._margins = (safety_margin, max(safety_margin, shared_margin))
         self.announced: int | None = None
         self.announced_source: _AnnouncedSource | None = None
@@ -274,23 +262,14 @@ class Budget:
     def end(self, started: float | None = None, now: float | None = None) -> None:
         """One of our requests, started at ``started``, has ended (answered or not) at ``now``.
 
-        With ``learn_margin``, its round trip teaches the time margin. The server counts a request
-        somewhere between its start and its answer, so a log over ``window + the longest round
-        trip`` holds every request of ours that any server window can count; the margin is twice
-        the longest round trip of the last 64 to 128 requests, at most the configured one.
+        With ``learn_margin``, its round trip teaches the time margin (see
+        :mod:`katapult_async._margin`).
         """
         if self.outgoing:
             self.outgoing -= 1
-        if self._learn_margin and started is not None and now is not None:
-            rtt = now - started
-            if rtt > self._rtt_max:
-                self._rtt_max = rtt
-            self._rtts += 1
-            if self._rtts % _RTT_BLOCK == 0:
-                self._rtt_max_before, self._rtt_max = self._rtt_max, 0.0
-            if self._rtts >= _RTT_MIN_SAMPLES:
-                longest = max(self._rtt_max, self._rtt_max_before)
-                margin = min(self._margin_cap, max(MIN_TIME_MARGIN, 2 * longest))
+        if self._margin is not None and started is not None and now is not None:
+            margin = self._margin.add(now - started)
+            if margin is not None:
                 self.span = self.window + margin
 
     def trim(self, now: float) -> None:

@@ -37,8 +37,7 @@ def _status(value: Any) -> TaskStatus:
 
 
 def structure_task(data: Any, _: type = Task) -> Task:
-    """The converter's hook for :class:`Task`; ``_protocol.decode_task`` calls it directly
-    (every PATCH and every poll decodes a task: this skips the converter's dispatch)."""
+    """The converter's hook for :class:`Task`, which ``_protocol.decode_task`` calls directly."""
     # Written out rather than generated: every PATCH and every poll decodes a task, and this is
     # several times faster than cattrs' generated function with its per-field hook dispatch. The
     # rules are the same: ``id`` required; absent fields take the model's defaults; ``None`` is

@@ -57,13 +57,8 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from katapult_async._budget import (
-    EARLY,
-    PRIORITY_POLL,
-    Budget,
-    RateLimitSource,
-    default_time_margin,
-)
+from katapult_async._budget import EARLY, PRIORITY_POLL, Budget, RateLimitSource
+from katapult_async._margin import default_time_margin
 
 __all__ = [
     "DEFAULT_PROBE_TIMEOUT",

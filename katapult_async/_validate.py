@@ -31,13 +31,11 @@ def validate_identifier(value: object, *, what: str = "id") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_IDENTIFIER_LENGTH:
         raise ValueError(f"{what} is longer than {MAX_IDENTIFIER_LENGTH} characters")
-    if value.isascii() and value.isprintable():
-        # Printable ASCII holds one whitespace character only (the space): no regex needed.
-        if " " not in value:
-            return value
-    elif _BAD_CHARACTER.search(value) is None and value.isprintable():
-        return value
-    raise ValueError(f"{what} {value!r} contains whitespace or unprintable characters")
+    # Printable ASCII holds one whitespace character only, the space: no regex needed for it.
+    clean = " " not in value if value.isascii() else _BAD_CHARACTER.search(value) is None
+    if not (clean and value.isprintable()):
+        raise ValueError(f"{what} {value!r} contains whitespace or unprintable characters")
+    return value
 
 
 def _is_loopback(host: str | None) -> bool:

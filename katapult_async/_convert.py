@@ -20,12 +20,25 @@ from katapult_async.models import (
 __all__ = ["converter", "structure_task"]
 
 
+# Unix seconds already converted: the tasks of a bulk run carry the same few seconds over and
+# over, and datetimes are immutable, so they are shared. Cleared when full, not evicted one by one.
+_TIMES: dict[int | float, datetime] = {}
+_TIMES_MAX = 1024
+
+
 def _unix_to_utc(value: Any, _: type) -> datetime | None:
     if value is None:
         return None
+    when = _TIMES.get(value) if type(value) in (int, float) else None
+    if when is not None:
+        return when
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected unix seconds, got {type(value).__name__}")
-    return datetime.fromtimestamp(value, tz=timezone.utc)
+    when = datetime.fromtimestamp(value, tz=timezone.utc)  # raises for NaN or out of range
+    if len(_TIMES) >= _TIMES_MAX:
+        _TIMES.clear()
+    _TIMES[value] = when
+    return when
 
 
 _STATUSES = {status.value: status for status in TaskStatus}

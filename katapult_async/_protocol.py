@@ -14,9 +14,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
-
-import attrs
+from typing import Any, NamedTuple, TypeVar
 
 from katapult_async._convert import converter, structure_task
 from katapult_async.errors import (
@@ -36,9 +34,12 @@ from katapult_async.models import (
 T = TypeVar("T")
 
 
-@attrs.frozen
-class ResponseMeta:
-    """What the client reads from the headers of every response."""
+class ResponseMeta(NamedTuple):
+    """What the client reads from the headers of every response.
+
+    A named tuple rather than a frozen attrs class: one is made for every response, and a tuple
+    is built several times faster. It is internal, immutable all the same.
+    """
 
     status: int
     request_id: str | None = None

@@ -88,13 +88,17 @@ def update_speed_profile_request(
     Raises:
         ValueError, TypeError: for a malformed id or permalink (before anything is sent).
     """
-    iface = NetworkInterfaceRef.parse(interface)
+    # A plain id string is checked as NetworkInterfaceRef would check it, without making one.
+    if type(interface) is str:
+        interface_id = validate_identifier(interface, what="id")
+    else:
+        interface_id = NetworkInterfaceRef.parse(interface).id
     profile = _speed_profile_ref(speed_profile)
     return APIRequest(
         "PATCH",
         UPDATE_SPEED_PROFILE_PATH,
         body={
-            "virtual_machine_network_interface": {"id": iface.id},
+            "virtual_machine_network_interface": {"id": interface_id},
             "speed_profile": profile.as_lookup(),
         },
         kind="update_speed_profile",

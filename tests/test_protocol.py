@@ -153,6 +153,17 @@ def test_task_times_are_utc_datetimes() -> None:
     assert task.progress == 5
 
 
+def test_times_seen_before_decode_the_same_and_true_is_still_not_a_time() -> None:
+    # Converted times are remembered by value; True equals 1 as a key, and must stay refused.
+    for created_at in (1, 1.0, 1738860056.5, 1738860056.5):
+        task = proto.decode_task({"task": {"id": "t", "created_at": created_at}})
+        expected = datetime.fromtimestamp(created_at, tz=timezone.utc)
+        assert task.created_at == expected
+    for bad in (True, float("nan"), float("inf")):
+        with pytest.raises(ka.InvalidResponseError, match="created_at|unix seconds|NaN|range"):
+            proto.decode_task({"task": {"id": "t", "created_at": bad}})
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -29,7 +29,7 @@ async def _side(
     calls = 0
     real_fsync = os.fsync
 
-    def counting_fsync(fd: int) -> None:
+    def counting_fsync(fd: Any) -> None:
         nonlocal calls
         calls += 1
         real_fsync(fd)

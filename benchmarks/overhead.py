@@ -13,10 +13,12 @@ limiter's queueing.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from benchmarks import instructions
 from benchmarks._common import (
     Context,
     Measurement,
@@ -24,12 +26,13 @@ from benchmarks._common import (
     median,
     target,
 )
-from benchmarks._sim import running_simulators
+from benchmarks._sim import SimProcess, running_simulators
 from benchmarks.baselines import bare_pairs, run_workers
 from katapult_async import KatapultClient, RateLimiter
 
 NAME = "overhead"
 TARGET_CPU_RATIO = 1.10
+INSTRUCTION_PAIRS = 400  # pairs per side counted under callgrind (about 50 times slower)
 PROFILE = "1gbps"
 
 
@@ -68,7 +71,8 @@ async def _ours_without_probe(
     return await ours_pairs(base_url, token, interfaces, profile, concurrency, limiter=limiter)
 
 
-def _sides() -> dict[str, Side]:
+def sides() -> dict[str, Side]:
+    """The sides by name: ours, the bare loop, and (while it exists) ours with the probe off."""
     sides: dict[str, Side] = {"ours": ours_pairs, "bare": bare_pairs}
     if "probe" in inspect.signature(RateLimiter).parameters:
         sides["ours, limiter probe off"] = _ours_without_probe
@@ -81,22 +85,23 @@ async def run(ctx: Context) -> ScenarioResult:
     warmup = 50 if ctx.quick else 200
     concurrency = 64
     sim_args = ["--task-duration", "0", "--no-record", "--seed", "1"]
-    sides = _sides()
-    runs: dict[str, list[Measurement]] = {name: [] for name in sides}
-    errors: dict[str, int] = dict.fromkeys(sides, 0)
+    sides_ = sides()
+    runs: dict[str, list[Measurement]] = {name: [] for name in sides_}
+    errors: dict[str, int] = dict.fromkeys(sides_, 0)
     async with running_simulators(sim_args) as (sim,):
-        for fn in sides.values():  # warm-up: imports, code paths, the simulator's caches
+        for fn in sides_.values():  # warm-up: imports, code paths, the simulator's caches
             await fn(sim.base_url, sim.token, await sim.add_interfaces(warmup), PROFILE, 16)
         for round_ in range(rounds):
-            order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
+            order = list(sides_) if round_ % 2 == 0 else list(reversed(sides_))
             for name in order:
                 ids = await sim.add_interfaces(pairs)
                 with Measurement() as m:
-                    errors[name] += await sides[name](
+                    errors[name] += await sides_[name](
                         sim.base_url, sim.token, ids, PROFILE, concurrency
                     )
                 runs[name].append(m)
                 ctx.log(f"overhead: {name} round {round_ + 1}: wall {m.wall:.2f}s cpu {m.cpu:.2f}s")
+        counted = await _count_instructions(ctx, sim) if not ctx.quick else {}
     rows: list[dict[str, Any]] = []
     for name, measured in runs.items():
         wall = median(m.wall for m in measured)
@@ -125,15 +130,51 @@ async def run(ctx: Context) -> ScenarioResult:
         "wall_ratio": ours["wall_s"] / bare["wall_s"],
         "extra_cpu_per_request_us": ours["cpu_per_request_us"] - bare["cpu_per_request_us"],
         "cpu_ratio_limiter_probe_off": rows[2]["cpu_ratio"] if len(rows) > 2 else None,
+        "instructions_per_request": {name: round(v) for name, v in counted.items()},
+        "instruction_ratio": counted["ours"] / counted["bare"] if counted else None,
     }
+    targets = [target("cpu_ratio ours/bare", cpu_ratio, "<=", TARGET_CPU_RATIO)]
+    if counted:
+        targets.append(
+            target(
+                "instruction ratio ours/bare (callgrind)",
+                summary["instruction_ratio"],
+                "<=",
+                TARGET_CPU_RATIO,
+            )
+        )
     return {
         "params": {
             "pairs": pairs,
             "rounds": rounds,
             "concurrency": concurrency,
             "simulator": " ".join(sim_args),
+            "instruction_pairs": INSTRUCTION_PAIRS if counted else None,
         },
         "rows": rows,
         "summary": summary,
-        "targets": [target("cpu_ratio ours/bare", cpu_ratio, "<=", TARGET_CPU_RATIO)],
+        "targets": targets,
     }
+
+
+async def _count_instructions(ctx: Context, sim: SimProcess) -> dict[str, float]:
+    """Instructions per request of ours and of the bare loop, counted by callgrind (both sides
+    at once, each in its own child process); empty when valgrind is not installed."""
+    if not instructions.available():
+        ctx.log("overhead: valgrind not found, instructions not counted")
+        return {}
+    names = ("ours", "bare")
+    jobs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for name in names:
+        pair_of_jobs = []
+        for _ in range(2):  # fresh interfaces for each run: a profile already set is a 409
+            ids = await sim.add_interfaces(instructions.WARMUP + INSTRUCTION_PAIRS)
+            job = {"base_url": sim.base_url, "token": sim.token, "profile": PROFILE, "ids": ids}
+            pair_of_jobs.append(job)
+        jobs[name] = (pair_of_jobs[0], pair_of_jobs[1])
+    counts = await asyncio.gather(
+        *(instructions.per_request(name, INSTRUCTION_PAIRS, jobs[name]) for name in names)
+    )
+    counted = dict(zip(names, counts, strict=True))
+    ctx.log(f"overhead: instructions per request {counted}")
+    return counted

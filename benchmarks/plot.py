@@ -41,7 +41,9 @@ def plot(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     return written
 
 
-def _per_window(at: Sequence[float], status: Sequence[int | None], window: float) -> tuple:
+def _per_window(
+    at: Sequence[float], status: Sequence[int | None], window: float
+) -> tuple[list[float], list[int], list[int]]:
     count = max(1, math.ceil((max(at, default=0.0) + 1e-9) / window))
     started = [0] * count
     limited = [0] * count

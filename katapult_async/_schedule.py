@@ -146,6 +146,7 @@ class NameModel:
         self.server_trusted = True
         self.tail_ratio = _TAIL_RATIO_START
         self._location: float | None = None  # of the fitted done curve, in log seconds
+        self._misses = 0  # probes in the window that found the task still running
 
     def probe_offset(self, q: float, *, bound: bool = False) -> float | None:
         """Seconds after submission by which a fraction ``q`` of tasks are done, or None.
@@ -157,15 +158,16 @@ class NameModel:
         if self.server_trusted and len(self.server) >= _SERVER_MIN_SAMPLES:
             return quantile(self.server, q)
         beyond = 0.0
-        if self.probes:
-            done = [t for t, hit in self.probes if hit]
-            if len(done) == len(self.probes):
+        probes = self.probes
+        if probes:
+            if not self._misses:
                 # Every probe found the task done: try earlier, to notice if tasks got faster.
-                return (1.0 if bound else _EXPLORE_EARLIER) * min(done)
-            if done:
+                earliest = min(probes)[0]  # (elapsed, True) pairs: the least elapsed
+                return (1.0 if bound else _EXPLORE_EARLIER) * earliest
+            if self._misses < len(probes):
                 return self._time_done(q)
             # Every probe found the task running: aim past the latest probe.
-            beyond = _EXPLORE_LATER * max(t for t, _ in self.probes)
+            beyond = _EXPLORE_LATER * max(probes)[0]
         if self.finishes:
             return max(beyond, quantile(self.finishes, q))
         return None
@@ -174,7 +176,7 @@ class NameModel:
         """Seconds after submission by which a fraction ``q`` of the tasks still running
         ``running_at`` seconds after it are done, from the fitted done curve; None without one.
         """
-        if not any(hit for _, hit in self.probes) or all(hit for _, hit in self.probes):
+        if not 0 < self._misses < len(self.probes):  # the fit needs both outcomes
             return None
         done_then = _sigmoid(_SLOPE * (math.log(max(running_at, MIN_POLL_INTERVAL)) - self._fit()))
         return self._time_done(min(done_then + q * (1.0 - done_then), 1.0 - 1e-9))
@@ -195,7 +197,11 @@ class NameModel:
         return quantile(self.finishes, 0.5) if self.finishes else None
 
     def add_probe(self, elapsed: float, done: bool) -> None:
-        self.probes.append((elapsed, done))
+        probes = self.probes
+        if len(probes) == probes.maxlen and not probes[0][1]:
+            self._misses -= 1  # the oldest, about to drop out, was a miss
+        probes.append((elapsed, done))
+        self._misses += not done
         self._location = None
 
     def add_server(

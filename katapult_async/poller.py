@@ -132,12 +132,13 @@ class TaskPoller:
             wall_clock=wall_clock,
             rng=rng if rng is not None else random.Random(),
         )
-        self._stats = PollerStats()
+        # Counted in a plain dict (every poll bumps one); the frozen snapshot is made when read.
+        self._counts = dict.fromkeys(attrs.fields_dict(PollerStats), 0)
 
     @property
     def stats(self) -> PollerStats:
         """A snapshot of the poller's counters."""
-        return self._stats
+        return PollerStats(**self._counts)
 
     def now(self) -> float:
         """The poller's ``clock()``: the time base of ``submitted_at`` and of timeouts."""
@@ -220,7 +221,7 @@ class TaskPoller:
             if deadline is not None and at >= deadline:
                 if deadline > now:
                     await self._sleep(deadline - now)
-                self._bump(timeouts=1)
+                self._bump("timeouts")
                 raise TaskTimeoutError(watch.last, self._clock() - watch.started, watch.task_id)
             if at > now:
                 await self._sleep(at - now)
@@ -228,7 +229,7 @@ class TaskPoller:
                     replans += 1
                     continue
             sent = self._clock()
-            self._bump(polls=1)
+            self._bump("polls")
             try:
                 current = await self._fetch(watch.task_id)
             except TaskNotFoundError:
@@ -240,7 +241,7 @@ class TaskPoller:
                 misses += 1
                 if sent >= grace_end and (watch.last is None or misses > _KNOWN_TASK_NOT_FOUND):
                     raise
-                self._bump(not_found_retries=1)
+                self._bump("not_found_retries")
                 gap = min(_NOT_FOUND_RETRY_MAX, max(MIN_POLL_INTERVAL, base / 2))
                 retry_at = max(answered + MIN_POLL_INTERVAL, min(answered + gap, grace_end))
                 continue
@@ -274,7 +275,8 @@ class TaskPoller:
         watch.last = task
         if task.status.is_terminal:
             failed = task.status is TaskStatus.FAILED
-            self._bump(tasks_finished=1, tasks_failed=int(failed), tasks_completed=int(not failed))
+            self._bump("tasks_finished")
+            self._bump("tasks_failed" if failed else "tasks_completed")
         key = (task.status, task.progress)
         if key != watch.last_key:
             watch.last_key = key
@@ -283,10 +285,8 @@ class TaskPoller:
             raise TaskFailedError(task)
         return task if task.status is TaskStatus.COMPLETED else None
 
-    def _bump(self, **counts: int) -> None:
-        self._stats = attrs.evolve(
-            self._stats, **{k: getattr(self._stats, k) + v for k, v in counts.items()}
-        )
+    def _bump(self, counter: str) -> None:
+        self._counts[counter] += 1
 
 
 def _check_interval(name: str, value: float) -> None:

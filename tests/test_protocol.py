@@ -160,7 +160,7 @@ def test_times_seen_before_decode_the_same_and_true_is_still_not_a_time() -> Non
         expected = datetime.fromtimestamp(created_at, tz=timezone.utc)
         assert task.created_at == expected
     for bad in (True, float("nan"), float("inf")):
-        with pytest.raises(ka.InvalidResponseError, match="created_at|unix seconds|NaN|range"):
+        with pytest.raises(ka.InvalidResponseError, match="task could not be understood"):
             proto.decode_task({"task": {"id": "t", "created_at": bad}})
 
 

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from katapult_async._schedule import (
+    _EXPLORE_EARLIER,
+    _PROBE_WINDOW,
     MIN_POLL_INTERVAL,
     NameModel,
     Schedule,
@@ -133,7 +135,24 @@ def test_probes_all_done_aim_earlier_than_the_earliest() -> None:
     model = NameModel()
     for t in (1.5, 1.2, 1.8):
         model.add_probe(t, True)
-    assert model.probe_offset(0.85) == pytest.approx(0.9 * 1.2)
+    assert model.probe_offset(0.85) == pytest.approx(_EXPLORE_EARLIER * 1.2)
+
+
+def test_the_rule_follows_the_probes_still_in_the_window() -> None:
+    model = NameModel()
+    for _ in range(_PROBE_WINDOW):
+        model.add_probe(0.5, False)
+    assert model.probe_offset(0.85) is None  # all running, none seen done: the backoff's turn
+    model.add_probe(2.0, True)
+    fitted = model.probe_offset(0.85)  # both outcomes: the fitted curve
+    assert fitted is not None
+    assert fitted > 0.5
+    assert model.offset_given_running(0.9, 0.5) is not None
+    for _ in range(_PROBE_WINDOW - 1):
+        model.add_probe(1.0, True)
+    # The last miss has dropped out: every probe in the window found the task done.
+    assert model.probe_offset(0.85) == pytest.approx(_EXPLORE_EARLIER * 1.0)
+    assert model.offset_given_running(0.9, 0.5) is None
 
 
 def test_probes_all_running_aim_past_the_latest_or_the_finishes() -> None:
@@ -164,7 +183,7 @@ def test_server_durations_replace_the_fit_once_five_agree() -> None:
     model.add_probe(5.0, True)
     for duration in (0.8, 0.9, 1.0, 1.1):
         model.add_server(duration, 0.001, (0.0, 2.0))
-    assert model.probe_offset(0.85) == pytest.approx(0.9 * 5.0)  # four: not yet
+    assert model.probe_offset(0.85) == pytest.approx(_EXPLORE_EARLIER * 5.0)  # four: not yet
     model.add_server(1.2, 0.001, (0.0, 2.0))
     assert model.probe_offset(0.85) == pytest.approx(quantile([0.8, 0.9, 1.0, 1.1, 1.2], 0.85))
 
@@ -364,7 +383,7 @@ def test_all_done_probes_under_a_binding_budget_are_not_aimed_earlier() -> None:
     for t in (1.5, 1.2, 1.8):
         model.add_probe(t, True)
     assert model.probe_offset(0.98, bound=True) == pytest.approx(1.2)
-    assert model.probe_offset(0.98) == pytest.approx(0.9 * 1.2)  # idle: explore earlier
+    assert model.probe_offset(0.98) == pytest.approx(_EXPLORE_EARLIER * 1.2)  # idle: earlier
 
 
 def test_a_binding_budget_wastes_fewer_probes_on_widely_spread_tasks() -> None:

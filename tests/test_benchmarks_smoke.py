@@ -107,6 +107,8 @@ SUMMARY_KEYS = {
         "wall_ratio",
         "extra_cpu_per_request_us",
         "cpu_ratio_limiter_probe_off",
+        "instructions_per_request",  # empty in --quick (counted on full runs only)
+        "instruction_ratio",
     },
     "ratelimit": {
         "efficiency_fixed",
@@ -130,6 +132,8 @@ SUMMARY_KEYS = {
         "peak_rss_mib_large",
         "rss_growth_large_over_small_mib",
         "items_per_s_large",
+        "bare_pairs_per_s",
+        "items_per_s_large_over_bare",
     },
     "concurrency": {
         "ideal_pairs_per_s_at_1",

@@ -80,6 +80,14 @@ def _speed_profile_ref(value: str | SpeedProfileRef) -> SpeedProfileRef:
     return ref
 
 
+def _interface_id(value: str | NetworkInterfaceRef) -> str:
+    """``NetworkInterfaceRef.parse(value).id``, without making a ref for a plain id string: the
+    builders need only the id. The check and its error are the ref's (its ``id`` validator)."""
+    if type(value) is str:
+        return validate_identifier(value, what="id")
+    return NetworkInterfaceRef.parse(value).id
+
+
 def update_speed_profile_request(
     interface: str | NetworkInterfaceRef, speed_profile: str | SpeedProfileRef
 ) -> APIRequest:
@@ -88,17 +96,13 @@ def update_speed_profile_request(
     Raises:
         ValueError, TypeError: for a malformed id or permalink (before anything is sent).
     """
-    # A plain id string is checked as NetworkInterfaceRef would check it, without making one.
-    if type(interface) is str:
-        interface_id = validate_identifier(interface, what="id")
-    else:
-        interface_id = NetworkInterfaceRef.parse(interface).id
+    iface_id = _interface_id(interface)
     profile = _speed_profile_ref(speed_profile)
     return APIRequest(
         "PATCH",
         UPDATE_SPEED_PROFILE_PATH,
         body={
-            "virtual_machine_network_interface": {"id": interface_id},
+            "virtual_machine_network_interface": {"id": iface_id},
             "speed_profile": profile.as_lookup(),
         },
         kind="update_speed_profile",
@@ -115,11 +119,10 @@ def get_task_request(task_id: str) -> APIRequest:
 
 def get_interface_request(interface: str | NetworkInterfaceRef) -> APIRequest:
     """The GET of one network interface by id."""
-    iface = NetworkInterfaceRef.parse(interface)
     return APIRequest(
         "GET",
         INTERFACE_PATH,
-        params={"virtual_machine_network_interface[id]": iface.id},
+        params={"virtual_machine_network_interface[id]": _interface_id(interface)},
         kind="get_network_interface",
     )
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-import attrs
 
 from katapult_async import _protocol as proto
 from katapult_async import _requests as build
@@ -27,6 +26,7 @@ from katapult_async._config import (
 )
 from katapult_async._http import HTTPTransport
 from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async._selection import Decode, check_selection, pages, select_interfaces
 from katapult_async._validate import validate_base_url
 from katapult_async.models import (
     NetworkInterface,
@@ -312,23 +312,11 @@ class KatapultClient:
     async def _all_pages(
         self,
         request_for: Callable[[int], build.APIRequest],
-        decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
+        decode: Decode[T],
     ) -> list[T]:
         """Every page's items, in order."""
-        return [item async for batch in self._pages(request_for, decode) for item in batch]
-
-    async def _pages(
-        self,
-        request_for: Callable[[int], build.APIRequest],
-        decode: Callable[[Any, proto.ResponseMeta], tuple[list[T], int]],
-    ) -> AsyncIterator[list[T]]:
-        """Each page's items in turn, the next page requested only when the caller wants it."""
-        page, total = 1, 1
-        while page <= total:
-            data, meta = await self._transport.request_with_meta(request_for(page))
-            batch, total = decode(data, meta)
-            yield batch
-            page += 1
+        send = self._transport.request_with_meta
+        return [item async for batch in pages(send, request_for, decode) for item in batch]
 
     async def list_virtual_machines(
         self,
@@ -393,75 +381,10 @@ class KatapultClient:
                 come without ``organization``, or a value is malformed.
             OrganizationNotFoundError, VirtualMachineNotFoundError, ...: while iterating.
         """
-        if organization is None and virtual_machines is None:
-            raise ValueError("select interfaces by organization and/or virtual_machines")
-        pairs = build.annotation_pairs(annotations)
-        if pairs and organization is None:
-            raise ValueError("annotations select VMs of an organization: give organization too")
-        if organization is not None:
-            build.organization_lookup(organization)
-        vms: list[str] = []
-        if virtual_machines is not None:
-            if isinstance(virtual_machines, str):
-                raise TypeError("virtual_machines must be an iterable of ids or FQDNs, not a str")
-            for vm in virtual_machines:
-                build.virtual_machine_lookup(vm)
-                vms.append(vm)
-        return self._select(organization, pairs, vms, per_page)
-
-    async def _select(
-        self,
-        organization: str | None,
-        annotations: tuple[tuple[str, str], ...],
-        virtual_machines: list[str],
-        per_page: int,
-    ) -> AsyncGenerator[NetworkInterface, None]:
-        seen_vms: set[str] = set()
-        seen: set[str] = set()
-
-        async def of_vm(vm: str, vm_id: str | None) -> AsyncIterator[NetworkInterface]:
-            lookup = {"virtual_machine_id": vm_id, "fqdn": None} if vm_id else {"fqdn": vm}
-            pages = self._pages(
-                lambda page: build.list_interfaces_request(
-                    virtual_machine_id=lookup.get("virtual_machine_id"),
-                    fqdn=lookup.get("fqdn"),
-                    page=page,
-                    per_page=per_page,
-                ),
-                proto.decode_interfaces,
-            )
-            async for batch in pages:
-                for iface in batch:
-                    if iface.id in seen:
-                        continue
-                    seen.add(iface.id)
-                    if iface.virtual_machine_id is None and vm_id is not None:
-                        iface = attrs.evolve(iface, virtual_machine_id=vm_id)
-                    yield iface
-
-        if organization is not None:
-            vm_pages = self._pages(
-                lambda page: build.list_virtual_machines_request(
-                    organization, annotations=annotations, page=page, per_page=per_page
-                ),
-                proto.decode_virtual_machines,
-            )
-            async for vm_batch in vm_pages:
-                for machine in vm_batch:
-                    if machine.id in seen_vms:
-                        continue
-                    seen_vms.add(machine.id)
-                    if machine.fqdn:
-                        seen_vms.add(machine.fqdn)
-                    async for iface in of_vm(machine.id, machine.id):
-                        yield iface
-        for vm in virtual_machines:
-            if vm in seen_vms:
-                continue
-            seen_vms.add(vm)
-            is_id = vm.startswith(build.VIRTUAL_MACHINE_ID_PREFIX)
-            async for iface in of_vm(vm, vm if is_id else None):
-                yield iface
+        pairs, vms = check_selection(organization, annotations, virtual_machines)
+        return select_interfaces(
+            self._transport.request_with_meta, organization, pairs, vms, per_page
+        )
 
     def bulk_update_speed_profiles(
         self,

@@ -1,30 +1,17 @@
-"""The ``bulk`` command: input rows through the bulk engine behind the live display, or a dry run.
-
-:func:`run_bulk` is the one loop that feeds good rows to
-:meth:`~katapult_async.client.KatapultClient.bulk_update_speed_profiles`, records every result
-(bad rows included) in the :class:`~katapult_async.cli._view.BulkState` and the ``--output`` file,
-and maps engine positions back to input line numbers; ``demo`` runs it too.
-"""
+"""The ``bulk`` command: input rows (a file, a plan or a selection) through the shared bulk run
+(:mod:`katapult_async.cli._run`) behind the live display, or a dry run."""
 
 from __future__ import annotations
 
-import array
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
-from typing import IO
 
-import aiohttp
 import attrs
 import click
-from rich.live import Live
 
-from katapult_async._http import new_session
-from katapult_async.bulk import DuplicateItemError, JournalInUseError
-from katapult_async.bulk._journal import JournalRecord
-from katapult_async.bulk._journal import dumps as journal_line
+from katapult_async.bulk import JournalInUseError
 from katapult_async.cli._app import (
     EXIT_FAILURE,
     CommandError,
@@ -37,229 +24,16 @@ from katapult_async.cli._app import (
 from katapult_async.cli._commands import org_lookup
 from katapult_async.cli._input import BulkInput, Row
 from katapult_async.cli._plan import PlanFile, is_plan_file
+from katapult_async.cli._run import BulkOptions, ResultsWriter, bulk_client, run_bulk
 from katapult_async.cli._select import Selection, selection_options
-from katapult_async.cli._view import (
-    REFRESH_PER_SECOND,
-    BulkState,
-    BulkView,
-    RequestCounts,
-    print_failures,
-    print_summary,
-)
-from katapult_async.client import KatapultClient
-from katapult_async.models import Outcome, UpdateItem, UpdateResult
-
-
-def counting_session(counts: RequestCounts) -> aiohttp.ClientSession:
-    """A session for the client that counts the requests it sends, and the 429s, into ``counts``."""
-
-    async def on_start(*_: object) -> None:
-        counts.requests += 1
-
-    async def on_end(_session: object, _ctx: object, params: aiohttp.TraceRequestEndParams) -> None:
-        if params.response.status == 429:
-            counts.rate_limited += 1
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
-    trace.on_request_end.append(on_end)
-    # the client's own session settings: same connection limit, no silent resend by aiohttp
-    return new_session(trace_configs=[trace])
-
-
-class ResultsWriter:
-    """Writes one JSON line per result to ``--output`` (if given), flushed as results come."""
-
-    def __init__(self, path: Path | None, settings: Settings) -> None:
-        self._settings = settings
-        self._file: IO[str] | None = (
-            open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
-            if path is not None
-            else None
-        )
-
-    def write(
-        self,
-        *,
-        line: int | None,
-        interface_id: str,
-        speed_profile: str,
-        outcome: Outcome,
-        task_id: str | None,
-        error: str | None,
-        result: UpdateResult | None = None,
-    ) -> None:
-        """One line in the journal's record format (a ``result`` :class:`JournalRecord`), plus
-        ``line``; ``error`` in the user's terms (line numbers), redacted."""
-        if self._file is None:
-            return
-        if result is not None:
-            record = JournalRecord.from_result(result)
-        else:  # a bad input row: nothing was sent
-            record = JournalRecord(
-                event="result",
-                interface_id=interface_id,
-                speed_profile=speed_profile,
-                outcome=outcome,
-                task_id=task_id,
-                error=error,
-                error_type="InvalidInput" if error is not None else None,
-            )
-        data = json.loads(journal_line(record))
-        data["line"] = line
-        data["error"] = self._settings.redact(error) if error is not None else None
-        self._file.write(json.dumps(data) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-@attrs.frozen
-class BulkOptions:
-    """How a bulk run sends: the engine's and the client's options from the command line."""
-
-    concurrency: int
-    rate_limit: int | None
-    window: float
-    journal: Path | None
-    wait: bool
-    timeout: float | None
-    durable: bool = False
-    record_previous: bool = False
+from katapult_async.cli._view import BulkState, print_failures, print_summary
+from katapult_async.models import Outcome
 
 
 class JournalBusyError(CommandError):
     """The journal is held by another run (``JournalInUseError``): exit status 2."""
 
     exit_code = 2
-
-
-def _failure_text(line: int | None, interface_id: str, profile: str, message: str) -> str:
-    where = f"line {line}: " if line is not None else ""
-    return f"{where}{interface_id or '?'} → {profile or '?'}: {message}"
-
-
-def _result_message(result: UpdateResult, lines: array.array[int]) -> str | None:
-    """The error of a result in the user's terms (line numbers rather than input positions)."""
-    error = result.error
-    if error is None:
-        return None
-    if isinstance(error, DuplicateItemError) and 0 <= error.first_index < len(lines):
-        return (
-            f"interface {error.interface_id} duplicates line {lines[error.first_index]} "
-            "(each interface is updated at most once per run)"
-        )
-    return error_message(error)
-
-
-async def run_bulk(
-    settings: Settings,
-    client: KatapultClient,
-    rows: Iterable[Row] | AsyncIterable[Row],
-    options: BulkOptions,
-    state: BulkState,
-    writer: ResultsWriter,
-) -> None:
-    """Feed the good rows to the bulk engine behind the live display; record every result.
-
-    A row with a ``previous`` profile (from a plan) is sent as a triple, so that the journal
-    records it for ``undo``.
-    """
-    # Engine input position -> line number; 8 bytes an item, the one thing kept per item.
-    lines: array.array[int] = array.array("q")
-
-    def record_bad(row: Row) -> None:
-        state.add(Outcome.ERROR, settings.redact(row.message))
-        writer.write(
-            line=row.line,
-            interface_id=row.interface,
-            speed_profile=row.speed_profile,
-            outcome=Outcome.ERROR,
-            task_id=None,
-            error=row.message,
-        )
-
-    def item_of(row: Row) -> UpdateItem | None:
-        if row.problem is not None:
-            record_bad(row)
-            return None
-        lines.append(row.line)
-        if row.previous is not None:
-            return row.interface, row.speed_profile, row.previous
-        return row.interface, row.speed_profile
-
-    def items() -> Iterator[UpdateItem]:
-        assert not isinstance(rows, AsyncIterable)
-        for row in rows:
-            item = item_of(row)
-            if item is not None:
-                yield item
-
-    async def async_items() -> AsyncIterator[UpdateItem]:
-        assert isinstance(rows, AsyncIterable)
-        async for row in rows:
-            item = item_of(row)
-            if item is not None:
-                yield item
-
-    view = BulkView(state)
-    results = client.bulk_update_speed_profiles(
-        async_items() if isinstance(rows, AsyncIterable) else items(),
-        concurrency=options.concurrency,
-        wait=options.wait,
-        on_progress=view.on_progress,
-        journal=options.journal,
-        task_timeout=options.timeout,
-        total=state.total,
-        journal_fsync=options.durable,
-        record_previous=options.record_previous,
-    )
-
-    def record(result: UpdateResult) -> None:
-        line = lines[result.index] if 0 <= result.index < len(lines) else None
-        profile = "" if result.speed_profile is None else str(result.speed_profile)
-        message = _result_message(result, lines)
-        failure = None
-        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
-            failure = settings.redact(
-                _failure_text(line, result.interface_id, profile, message or "")
-            )
-        state.add(result.outcome, failure, resumed=result.resumed)
-        writer.write(
-            line=line,
-            interface_id=result.interface_id,
-            speed_profile=profile,
-            outcome=result.outcome,
-            task_id=result.task.id if result.task is not None else None,
-            error=message,
-            result=result,
-        )
-
-    try:
-        with Live(view, console=settings.out, refresh_per_second=REFRESH_PER_SECOND):
-            # Closing stops the engine at once (also on Ctrl-C): no new PATCH, journal closed.
-            async with contextlib.aclosing(results):
-                async for result in results:
-                    record(result)
-    finally:
-        state.finished = time.monotonic()
-        if not settings.out.is_terminal:
-            settings.out.line()  # rich ends its one final render without a newline
-
-
-@contextlib.asynccontextmanager
-async def bulk_client(
-    settings: Settings, options: BulkOptions, state: BulkState
-) -> AsyncIterator[KatapultClient]:
-    """The client of a bulk-style run, paced by ``options`` and counting into ``state.requests``."""
-    async with counting_session(state.requests) as session:
-        client = settings.client(
-            rate_limit=options.rate_limit, rate_limit_window=options.window, session=session
-        )
-        async with client:
-            yield client
 
 
 async def _bulk(
@@ -480,15 +254,11 @@ def _bulk_selection_or_plan(
         )
 
     async def work() -> int:
-        async with counting_session(state.requests) as session:
-            client = settings.client(
-                rate_limit=options.rate_limit, rate_limit_window=options.window, session=session
+        async with bulk_client(settings, options, state) as client:
+            rows: Iterable[Row] | AsyncIterable[Row] = (
+                plan_file.rows() if plan_file is not None else selection.rows(client)
             )
-            async with client:
-                rows: Iterable[Row] | AsyncIterable[Row] = (
-                    plan_file.rows() if plan_file is not None else selection.rows(client)
-                )
-                await run_bulk(settings, client, rows, options, state, writer)
+            await run_bulk(settings, client, rows, options, state, writer)
         print_summary(settings.out, state)
         if plan_file is not None:
             skipped = ", ".join(f"{n} {action}" for action, n in sorted(plan_file.skipped.items()))

@@ -18,8 +18,8 @@ import attrs
 import click
 
 from katapult_async.cli._app import EXIT_FAILURE, Settings, run_command, settings_of
-from katapult_async.cli._bulk import BulkOptions, ResultsWriter, counting_session, run_bulk
 from katapult_async.cli._input import INPUT_COLUMNS, Row
+from katapult_async.cli._run import BulkOptions, ResultsWriter, counting_session, run_bulk
 from katapult_async.cli._view import BulkState, RequestCounts, duration, print_summary
 from katapult_async.client import KatapultClient
 from katapult_async.models import Outcome

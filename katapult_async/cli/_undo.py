@@ -26,9 +26,9 @@ from katapult_async.cli._app import (
     run_command,
     settings_of,
 )
-from katapult_async.cli._bulk import BulkOptions, ResultsWriter, bulk_client, run_bulk
 from katapult_async.cli._input import Row
 from katapult_async.cli._plan import profile_matches, profile_text
+from katapult_async.cli._run import BulkOptions, ResultsWriter, bulk_client, run_bulk
 from katapult_async.cli._view import BulkState, print_summary
 from katapult_async.errors import KatapultError
 from katapult_async.models import Outcome

@@ -208,6 +208,9 @@ class Outcome(str, enum.Enum):
     """Any other error; see :attr:`UpdateResult.error`."""
     SUBMITTED = "submitted"
     """``wait=False`` and the PATCH was accepted."""
+    SKIPPED = "skipped"
+    """Nothing was sent for the item on purpose: the run halted before it started, or a revert
+    left it alone (see :attr:`UpdateResult.error` for why)."""
 
     @property
     def is_success(self) -> bool:

@@ -39,6 +39,7 @@ _OUTCOME_LABELS = {
     Outcome.FAILED: "failed",
     Outcome.ERROR: "error",
     Outcome.SUBMITTED: "submitted",
+    Outcome.SKIPPED: "skipped",
 }
 _OUTCOME_STYLES = {
     Outcome.COMPLETED: "green",
@@ -46,6 +47,7 @@ _OUTCOME_STYLES = {
     Outcome.FAILED: "red",
     Outcome.ERROR: "red",
     Outcome.SUBMITTED: "yellow",
+    Outcome.SKIPPED: "yellow",
 }
 
 
@@ -138,11 +140,19 @@ class BulkView:
         return Group(self._progress, _stats_line(state))
 
 
+def _always_shown(outcome: Outcome, state: BulkState) -> bool:
+    """Whether a zero count of ``outcome`` is shown (``submitted`` only without waiting;
+    ``skipped`` never: only a halt or a revert skips)."""
+    if outcome is Outcome.SUBMITTED:
+        return not state.wait
+    return outcome is not Outcome.SKIPPED
+
+
 def _stats_line(state: BulkState) -> Text:
     text = Text()
     for outcome in Outcome:
         count = state.counts[outcome]
-        if count or outcome is not Outcome.SUBMITTED or not state.wait:
+        if count or _always_shown(outcome, state):
             text.append(f"{_OUTCOME_LABELS[outcome]} ", style="dim")
             text.append(str(count), style=_OUTCOME_STYLES[outcome] if count else "")
             text.append("  ")
@@ -168,7 +178,7 @@ def _summary_table(state: BulkState, title: str) -> Table:
     table.add_column("outcome")
     table.add_column("count", justify="right")
     for outcome in Outcome:
-        if outcome is Outcome.SUBMITTED and state.wait and not state.counts[outcome]:
+        if not state.counts[outcome] and not _always_shown(outcome, state):
             continue
         count = state.counts[outcome]
         table.add_row(

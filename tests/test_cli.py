@@ -162,6 +162,32 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# --- packaging -------------------------------------------------------------------------------
+
+
+def _extra_closure(extra: str) -> set[str]:
+    """The requirement names an extra of pyproject.toml installs, following self-references."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads(
+        (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    )
+    extras: dict[str, list[str]] = pyproject["project"]["optional-dependencies"]
+    names: set[str] = set()
+    for requirement in extras[extra]:
+        name = re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+        if name == "katapult-async":
+            for nested in re.findall(r"\[(.*?)\]", requirement)[0].split(","):
+                names |= _extra_closure(nested.strip())
+        else:
+            names.add(name)
+    return names
+
+
+def test_the_docs_extra_installs_what_the_cli_reference_imports() -> None:
+    # `pip install -e '.[docs]' && mkdocs build`: mkdocs-click imports katapult_async.cli
+    assert _extra_closure("cli") <= _extra_closure("docs")
+
+
 # --- group options, token, errors ------------------------------------------------------------
 
 

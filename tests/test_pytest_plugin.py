@@ -244,7 +244,23 @@ def test_no_server_or_session_outlives_the_run(pytester: pytest.Pytester) -> Non
     assert all(session.closed for session in sessions)
 
 
-def test_the_documented_example_file_passes(pytester: pytest.Pytester) -> None:
+# pytest-asyncio's own advice to a project that has not set the option; not about our fixtures
+_LOOP_SCOPE_UNSET = (
+    'ignore:The configuration option "asyncio_default_fixture_loop_scope" is unset'
+    ":pytest.PytestDeprecationWarning"
+)
+
+
+@pytest.mark.parametrize("mode", [None, "auto"])
+def test_the_documented_example_file_passes_as_written_from_a_bare_folder(
+    pytester: pytest.Pytester, mode: str | None
+) -> None:
+    """As a new project runs it: no ini file, no conftest; pytest-asyncio's default mode (strict)
+    and auto."""
     example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "test_speed_job.py"
-    result = run(pytester, example.read_text())
+    pytester.makepyfile(test_speed_job=example.read_text())
+    options = ["-o", f"asyncio_mode={mode}"] if mode is not None else []
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-W", "error", "-W", _LOOP_SCOPE_UNSET, *options
+    )
     result.assert_outcomes(passed=5)

@@ -1,8 +1,7 @@
 """A complete test file for a project that uses katapult-async: no conftest needed.
 
-Run with ``pytest`` once ``katapult-async``, ``pytest`` and ``pytest-asyncio`` are installed.
-In ``asyncio_mode = "strict"`` add ``@pytest.mark.asyncio`` to each async test (or
-``pytestmark = pytest.mark.asyncio`` once per file); the fixtures work in both modes.
+Run with ``pytest`` once ``katapult-async``, ``pytest`` and ``pytest-asyncio`` are installed. It
+passes as written in pytest-asyncio's default ``strict`` mode and in ``asyncio_mode = "auto"``.
 """
 
 from __future__ import annotations
@@ -11,6 +10,9 @@ import pytest
 
 from katapult_async import KatapultClient, Outcome, ServiceUnavailableError, TaskFailedError
 from katapult_async.testing import FaultKind, KatapultSimulator
+
+# Every async test of this file runs on pytest-asyncio (needed in its default strict mode).
+pytestmark = pytest.mark.asyncio
 
 
 async def set_profiles(client: KatapultClient, ids: list[str], profile: str) -> dict[str, Outcome]:

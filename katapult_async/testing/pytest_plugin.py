@@ -28,6 +28,7 @@ Example::
     from katapult_async.testing import FaultKind
 
 
+    @pytest.mark.asyncio  # needed in pytest-asyncio's default strict mode
     @pytest.mark.katapult(task_polls=3, interfaces=2)
     async def test_my_update(katapult_simulator, katapult_client, katapult_interfaces):
         katapult_simulator.inject(FaultKind.SERVICE_UNAVAILABLE, times=1)

@@ -27,6 +27,7 @@ from click.testing import CliRunner, Result
 from katapult_async.cli import main
 
 UPDATE_PATH_END = "/update_speed_profile"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,9 +169,7 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 def _extra_closure(extra: str) -> set[str]:
     """The requirement names an extra of pyproject.toml installs, following self-references."""
     tomllib = pytest.importorskip("tomllib")
-    pyproject = tomllib.loads(
-        (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    )
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     extras: dict[str, list[str]] = pyproject["project"]["optional-dependencies"]
     names: set[str] = set()
     for requirement in extras[extra]:
@@ -186,6 +185,36 @@ def _extra_closure(extra: str) -> set[str]:
 def test_the_docs_extra_installs_what_the_cli_reference_imports() -> None:
     # `pip install -e '.[docs]' && mkdocs build`: mkdocs-click imports katapult_async.cli
     assert _extra_closure("cli") <= _extra_closure("docs")
+
+
+def test_the_cli_reference_page_shows_the_defaults_click_shows() -> None:
+    """docs/cli.md renders every command with mkdocs-click, with the options that page gives."""
+    docs = pytest.importorskip("mkdocs_click._docs")
+    page = (ROOT / "docs" / "cli.md").read_text()
+    options = dict(re.findall(r"^ {4}:(\w+): (.+)$", page, re.MULTILINE))
+    text = "\n".join(
+        docs.make_command_docs(
+            prog_name=options["prog_name"],
+            command=main,
+            depth=int(options["depth"]),
+            style=options["style"],
+            list_subcommands=options.get("list_subcommands") == "true",
+        )
+    )
+    assert "UNSET" not in text  # click 8.3's sentinel for "no default"
+    assert re.search(
+        r"--concurrency INTEGER RANGE\s+Items in progress .*\[default: 16;", text, re.S
+    )
+
+
+def test_code_blocks_on_the_docs_site_wrap_rather_than_run_off_the_page() -> None:
+    """A long command line in the CLI page (README's examples) stays visible: the site's CSS wraps
+    code blocks."""
+    config = (ROOT / "mkdocs.yml").read_text()
+    sheets = re.findall(r"^extra_css:\n((?:  - .+\n)+)", config, re.MULTILINE)
+    assert sheets, "mkdocs.yml names no extra_css"
+    css = "".join((ROOT / "docs" / line.strip()[2:]).read_text() for line in sheets[0].splitlines())
+    assert re.search(r"pre > code \{[^}]*white-space: pre-wrap", css)
 
 
 # --- group options, token, errors ------------------------------------------------------------

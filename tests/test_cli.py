@@ -287,6 +287,17 @@ def test_update_waits_then_says_already_assigned(sim: Sim) -> None:
     assert "already has speed profile 1gbps" in again.output
 
 
+def test_piped_output_never_wraps(sim: Sim) -> None:
+    """Not on a terminal (CliRunner, a pipe), a line is never broken inside an id or a command."""
+    (iface,) = sim.add_interfaces(1)
+    result = invoke(sim, "update", iface, "1gbps")
+    assert result.exit_code == 0, result.output
+    line = f"completed: {iface} now has speed profile 1gbps (task task_"
+    found = re.search(rf"^{re.escape(line)}\w+\)$", result.output, re.MULTILINE)
+    assert found is not None, result.output
+    assert len(found.group()) > 80  # rich wrapped at 80 columns when not on a terminal
+
+
 def test_update_errors(sim: Sim) -> None:
     line = _one_line_error(invoke(sim, "update", "vmnet_doesnotexist00", "1gbps"))
     assert "virtual_machine_network_interface_not_found" in line

@@ -32,9 +32,13 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from katapult_async.cli._app import Settings, global_options_after_subcommand, setup_logging
+from katapult_async.cli._app import (
+    Settings,
+    global_options_after_subcommand,
+    output_console,
+    setup_logging,
+)
 from katapult_async.cli._bulk import bulk
 from katapult_async.cli._commands import interfaces, profiles, task_command, update
 from katapult_async.cli._plan import plan
@@ -67,7 +71,9 @@ def main(ctx: click.Context, token_file: Path | None, base_url: str, verbose: in
     Start with `katapult-async demo`: a bulk update of 500 interfaces against the built-in API
     simulator, paced to its rate limit, with no token needed.
     """
-    settings = Settings(base_url=base_url, token_file=token_file, verbose=verbose, out=Console())
+    settings = Settings(
+        base_url=base_url, token_file=token_file, verbose=verbose, out=output_console()
+    )
     settings.remember_secret(os.environ.get(TOKEN_ENV_VAR))
     ctx.obj = settings
     setup_logging(ctx, settings)

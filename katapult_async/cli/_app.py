@@ -94,6 +94,23 @@ class Settings:
         return CommandError(self.redact(error_message(exc)))
 
 
+UNWRAPPED_WIDTH = 10_000
+"""The console width when output is not a terminal: wide enough that no line or table wraps."""
+
+
+def output_console() -> Console:
+    """The console commands print to: stdout, sized to the terminal, or never wrapping when piped.
+
+    On a terminal rich wraps to its width. Piped or redirected, rich would wrap at 80 columns, in
+    the middle of ids and of commands to paste; there each printed line stays one line, and a
+    table as wide as its content.
+    """
+    console = Console()
+    if console.is_terminal:
+        return console
+    return Console(width=UNWRAPPED_WIDTH, soft_wrap=True)
+
+
 def settings_of(ctx: click.Context) -> Settings:
     """The :class:`Settings` the group stored in the click context."""
     settings = ctx.find_object(Settings)

@@ -5,13 +5,16 @@ quick start, :class:`KatapultClient` for the client, and :mod:`katapult_async.te
 simulator to use in your own tests.
 """
 
+from katapult_async._plan import PlanAction, PlanItem, PlanTarget
 from katapult_async._ratelimit import RateLimiter, RateLimitSource, RateLimitState
+from katapult_async._rollout import CanaryCallback, CanaryReport, Rollout
 from katapult_async._version import __version__
 from katapult_async.bulk import SupportsBulkUpdate, bulk_update
 from katapult_async.client import ClientConfig, KatapultClient
 from katapult_async.errors import (
     APIError,
     ConfigurationError,
+    DriftedError,
     DuplicateItemError,
     InvalidAPITokenError,
     InvalidCapabilitiesTokenError,
@@ -20,6 +23,7 @@ from katapult_async.errors import (
     KatapultError,
     MissingAPITokenError,
     NetworkInterfaceNotFoundError,
+    NoPreviousProfileError,
     NotFoundError,
     ObjectInTrashError,
     OrganizationNotActivatedError,
@@ -27,6 +31,7 @@ from katapult_async.errors import (
     OrganizationSuspendedError,
     RateLimitReachedError,
     RequestTimeoutError,
+    RolloutHaltedError,
     ScopeNotGrantedError,
     ServiceUnavailableError,
     SpeedProfileAlreadyAssignedError,
@@ -38,6 +43,7 @@ from katapult_async.errors import (
     TransportError,
     UnauthorizedNetworkForAPITokenError,
     UnconfirmedUpdateError,
+    VerificationError,
     VirtualMachineNotFoundError,
 )
 from katapult_async.models import (
@@ -58,8 +64,11 @@ from katapult_async.poller import PollerStats, TaskPoller
 __all__ = [
     "APIError",
     "BulkProgress",
+    "CanaryCallback",
+    "CanaryReport",
     "ClientConfig",
     "ConfigurationError",
+    "DriftedError",
     "DuplicateItemError",
     "InvalidAPITokenError",
     "InvalidCapabilitiesTokenError",
@@ -72,18 +81,24 @@ __all__ = [
     "NetworkInterfaceNotFoundError",
     "NetworkInterfaceRef",
     "NetworkSpeedProfile",
+    "NoPreviousProfileError",
     "NotFoundError",
     "ObjectInTrashError",
     "OrganizationNotActivatedError",
     "OrganizationNotFoundError",
     "OrganizationSuspendedError",
     "Outcome",
+    "PlanAction",
+    "PlanItem",
+    "PlanTarget",
     "PollerStats",
     "RateLimitReachedError",
     "RateLimitSource",
     "RateLimitState",
     "RateLimiter",
     "RequestTimeoutError",
+    "Rollout",
+    "RolloutHaltedError",
     "ScopeNotGrantedError",
     "ServiceUnavailableError",
     "SpeedProfileAlreadyAssignedError",
@@ -102,6 +117,7 @@ __all__ = [
     "UnconfirmedUpdateError",
     "UpdateItem",
     "UpdateResult",
+    "VerificationError",
     "VirtualMachine",
     "VirtualMachineNotFoundError",
     "__version__",

@@ -39,6 +39,7 @@ from katapult_async.models import (
 from katapult_async.poller import TaskPoller
 
 if TYPE_CHECKING:
+    from katapult_async._plan import PlanItem, PlanTarget
     from katapult_async.bulk import BulkProgress, UpdateItem
     from katapult_async.models import UpdateResult
 
@@ -384,6 +385,71 @@ class KatapultClient:
         pairs, vms = check_selection(organization, annotations, virtual_machines)
         return select_interfaces(
             self._transport.request_with_meta, organization, pairs, vms, per_page
+        )
+
+    def plan_speed_profiles(
+        self,
+        interfaces: Iterable[PlanTarget] | AsyncIterable[PlanTarget],
+        speed_profile: str | SpeedProfileRef | None = None,
+        *,
+        concurrency: int = 8,
+    ) -> AsyncGenerator[PlanItem, None]:
+        """What a bulk update would do, read from the API: one :class:`PlanItem` per item.
+
+        Each interface is read once (paced) and compared with its target; nothing is changed.
+        Items come in input order, each with its ``action`` (``change``, ``unchanged`` or
+        ``error``) and ``current_speed_profile``::
+
+            async for item in client.plan_speed_profiles(client.select_interfaces(
+                organization="acme", annotations={"role": "db"}), "1gbps"):
+                print(item.interface_id, item.current_speed_profile, item.action)
+
+        Args:
+            interfaces: Interfaces (ids, refs, the values ``select_interfaces`` yields), or
+                ``(interface, speed_profile)`` pairs with their own targets; sync or async.
+            speed_profile: The target of the bare interfaces.
+            concurrency: Interfaces read at once.
+
+        See :func:`katapult_async._plan.plan_speed_profiles` for the details.
+        """
+        from katapult_async._plan import plan_speed_profiles
+
+        return plan_speed_profiles(self, interfaces, speed_profile, concurrency=concurrency)
+
+    def revert_speed_profiles(
+        self,
+        journal: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        revert_journal: str | os.PathLike[str] | None = None,
+        concurrency: int = 16,
+        on_progress: ProgressCallback[BulkProgress] | None = None,
+        task_timeout: float | None = None,
+        journal_fsync: bool = False,
+    ) -> AsyncGenerator[UpdateResult, None]:
+        """Put every interface a journaled bulk run changed back on its previous profile.
+
+        One :class:`UpdateResult` per interface the run completed: reverted (``COMPLETED``),
+        in place already (``ALREADY_ASSIGNED``, nothing sent), changed since by someone else
+        (``SKIPPED`` with a :class:`DriftedError`, unless ``force``), without a recorded
+        previous profile (``SKIPPED``, :class:`NoPreviousProfileError`), or ``FAILED``/``ERROR``.
+        Each interface is read before its revert (paced); the reverts are a bulk run of their
+        own, journaled in ``revert_journal`` (default ``JOURNAL.undo.jsonl``), so that a rerun
+        resumes them.
+
+        See :func:`katapult_async._revert.revert_speed_profiles` for the details.
+        """
+        from katapult_async._revert import revert_speed_profiles
+
+        return revert_speed_profiles(
+            self,
+            journal,
+            force=force,
+            revert_journal=revert_journal,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            task_timeout=task_timeout,
+            journal_fsync=journal_fsync,
         )
 
     def bulk_update_speed_profiles(

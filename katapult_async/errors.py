@@ -30,6 +30,10 @@
     ├── TaskTimeoutError (also TimeoutError)      .task, .waited
     ├── DuplicateItemError (also ValueError)      bulk: .interface_id repeated at .index
     ├── UnconfirmedUpdateError                    bulk: the update landed, its confirmation failed
+    ├── VerificationError                         rollout: read back, the interface has another profile
+    ├── RolloutHaltedError                        rollout: halted before the item; .reason, .failures
+    ├── DriftedError                              revert: changed since the run; .expected, .actual
+    ├── NoPreviousProfileError                    revert: the journal has no previous profile
     └── JournalInUseError                         bulk: another run holds the journal's lock
 
 Every :class:`APIError` carries ``status``, ``code``, ``description``, ``detail`` and the
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "ConfigurationError",
+    "DriftedError",
     "DuplicateItemError",
     "InvalidAPITokenError",
     "InvalidCapabilitiesTokenError",
@@ -57,6 +62,7 @@ __all__ = [
     "KatapultError",
     "MissingAPITokenError",
     "NetworkInterfaceNotFoundError",
+    "NoPreviousProfileError",
     "NotFoundError",
     "ObjectInTrashError",
     "OrganizationNotActivatedError",
@@ -64,6 +70,7 @@ __all__ = [
     "OrganizationSuspendedError",
     "RateLimitReachedError",
     "RequestTimeoutError",
+    "RolloutHaltedError",
     "ScopeNotGrantedError",
     "ServiceUnavailableError",
     "SpeedProfileAlreadyAssignedError",
@@ -75,6 +82,7 @@ __all__ = [
     "TransportError",
     "UnauthorizedNetworkForAPITokenError",
     "UnconfirmedUpdateError",
+    "VerificationError",
     "VirtualMachineNotFoundError",
     "error_from_response",
 ]
@@ -408,6 +416,107 @@ class UnconfirmedUpdateError(KatapultError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.interface_id, self.speed_profile))
+
+
+class VerificationError(KatapultError):
+    """A rollout read an updated interface back and found another profile than the one set.
+
+    The task completed, but the interface does not have the requested profile (a task that did
+    nothing, or a change made in between): the item's result is an ``ERROR`` with this error.
+
+    Attributes:
+        interface_id: The interface read back.
+        expected: The profile requested (id or permalink, as given).
+        actual: The profile the interface has (its permalink, else its id; ``None`` for none).
+    """
+
+    def __init__(self, interface_id: str, expected: str, actual: str | None) -> None:
+        self.interface_id = interface_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"interface {interface_id}: read back after its task completed, it has "
+            f"{actual or 'no speed profile'}, not {expected}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.interface_id, self.expected, self.actual))
+
+
+class RolloutHaltedError(KatapultError):
+    """A rollout halted before this item started: nothing was sent for it (``SKIPPED``).
+
+    Rerunning with the same journal resumes the run: the skipped items are sent then.
+
+    Attributes:
+        reason: Why the run halted, in a sentence (``"the canary failed"``, ...).
+        failures: The failures counted when it halted.
+        finished: The items finished when it halted.
+    """
+
+    def __init__(self, reason: str, *, failures: int, finished: int) -> None:
+        self.reason = reason
+        self.failures = failures
+        self.finished = finished
+        super().__init__(
+            f"rollout halted: {reason} ({failures} failed of {finished} finished); "
+            "not started (rerun with the same journal to resume)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_halted, (type(self), self.reason, self.failures, self.finished))
+
+
+def _rebuild_halted(
+    cls: type[RolloutHaltedError], reason: str, failures: int, finished: int
+) -> RolloutHaltedError:
+    return cls(reason, failures=failures, finished=finished)
+
+
+class DriftedError(KatapultError):
+    """A revert found the interface changed since the run: it is left alone (``SKIPPED``).
+
+    The interface has neither the profile the run set nor the one before it, so someone else
+    changed it in between; ``force=True`` reverts it anyway.
+
+    Attributes:
+        interface_id: The interface.
+        expected: The profile the run set (as journaled).
+        actual: The profile it has now (its permalink, else its id; ``None`` for none).
+        previous: The profile the revert would have put back.
+    """
+
+    def __init__(self, interface_id: str, expected: str, actual: str | None, previous: str) -> None:
+        self.interface_id = interface_id
+        self.expected = expected
+        self.actual = actual
+        self.previous = previous
+        super().__init__(
+            f"interface {interface_id}: has {actual or 'no speed profile'}, the run set "
+            f"{expected}; changed since, so not reverted to {previous} (force to revert it)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.interface_id, self.expected, self.actual, self.previous))
+
+
+class NoPreviousProfileError(KatapultError):
+    """A revert has no previous profile for an interface the run changed (``SKIPPED``).
+
+    The journaled run did not record one: apply a plan, or use ``record_previous=True``.
+
+    Attributes:
+        interface_id: The interface.
+    """
+
+    def __init__(self, interface_id: str) -> None:
+        self.interface_id = interface_id
+        super().__init__(
+            f"interface {interface_id}: no previous profile was recorded, so it cannot be reverted"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.interface_id,))
 
 
 class JournalInUseError(KatapultError):

@@ -245,6 +245,8 @@ class UpdateResult:
             waiting out the task horizon and sending the PATCH again: ``ALREADY_ASSIGNED`` then
             means the profile held after the unseen task ended; ``COMPLETED``/``FAILED`` that the
             unseen task failed and the new one was followed.
+        verified: True when a rollout read the interface back after its task completed and
+            found the requested profile (see :attr:`~katapult_async.Rollout.verify`).
     """
 
     interface_id: str
@@ -256,6 +258,7 @@ class UpdateResult:
     resumed: bool = False
     previous_speed_profile: SpeedProfileRef | None = None
     confirmed_after_lost_response: bool = False
+    verified: bool = False
 
 
 @attrs.frozen(slots=True)

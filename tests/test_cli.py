@@ -298,6 +298,20 @@ def test_piped_output_never_wraps(sim: Sim) -> None:
     assert len(found.group()) > 80  # rich wrapped at 80 columns when not on a terminal
 
 
+def test_update_and_task_wait_print_no_blank_first_line(sim: Sim) -> None:
+    """Piped, there is no progress bar, and nothing of it: the first line is the answer."""
+    (iface,) = sim.add_interfaces(1)
+    result = invoke(sim, "update", iface, "1gbps")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"completed: {iface} now has"), repr(result.output)
+    submitted = invoke(sim, "update", iface, "100mbps", "--no-wait")
+    match = re.search(r"task (task_\w+)", submitted.output)
+    assert match is not None, submitted.output
+    shown = invoke(sim, "task", match.group(1), "--wait")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith("id "), repr(shown.output)
+
+
 def test_update_errors(sim: Sim) -> None:
     line = _one_line_error(invoke(sim, "update", "vmnet_doesnotexist00", "1gbps"))
     assert "virtual_machine_network_interface_not_found" in line

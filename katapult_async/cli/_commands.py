@@ -7,6 +7,8 @@ Each click command only parses its options and hands a coroutine to
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import TypeVar
 
 import click
@@ -61,6 +63,16 @@ class _TaskBar:
         )
 
 
+@contextlib.contextmanager
+def _following(console: Console, label: str = "") -> Iterator[_TaskBar | None]:
+    """A progress bar that follows one task on a terminal; piped, none (nor its blank line)."""
+    if not console.is_terminal:
+        yield None
+        return
+    with _task_progress(console) as progress:
+        yield _TaskBar(progress, label)
+
+
 @click.command()
 @click.argument("interface")
 @click.argument("profile")
@@ -88,12 +100,10 @@ async def _update(
                 task = await client.update_speed_profile(interface, profile)
                 out.print(f"submitted: task {task.id} is {task.status.value}")
                 return 0
-            with _task_progress(out) as progress:
-                bar = _TaskBar(progress, interface)
+            with _following(out, interface) as bar:
                 task = await client.update_speed_profile(
                     interface, profile, wait=True, on_progress=bar, task_timeout=timeout
                 )
-                bar(task)
         except SpeedProfileAlreadyAssignedError:
             out.print(f"{interface} already has speed profile {profile}: nothing to do")
             return 0
@@ -118,14 +128,11 @@ async def _show_task(settings: Settings, task_id: str, wait: bool, timeout: floa
     async with settings.client() as client:
         task = await client.get_task(task_id)
         if wait and not task.status.is_terminal:
-            with _task_progress(out) as progress:
-                bar = _TaskBar(progress)
-                bar(task)
+            with _following(out) as bar:
                 try:
                     task = await client.wait_for_task(task, on_progress=bar, task_timeout=timeout)
                 except TaskFailedError as exc:
                     task = exc.task
-                bar(task)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()

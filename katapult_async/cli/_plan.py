@@ -1,19 +1,21 @@
 """The ``plan`` command: what a bulk change would do, read from the API, with nothing changed.
 
-For each selected interface (from FILE or a selection), one paced GET reads its current speed
-profile; the interface's action is ``change`` (it has another profile), ``unchanged`` (it has the
-target already) or ``error`` (with the reason: a bad row, a duplicate, an interface that cannot be
-read). A plan sends no PATCH. Its ``--output`` is JSON Lines in the record format the journal uses
-(see :data:`PLAN_KEYS`), and ``bulk PLAN`` applies its ``change`` items. Exit status as ``kubectl
+A thin shell over :meth:`~katapult_async.client.KatapultClient.plan_speed_profiles`: for each
+selected interface (from FILE or a selection), one paced GET reads its current speed profile; the
+interface's action is ``change`` (it has another profile), ``unchanged`` (it has the target
+already) or ``error`` (with the reason: a bad row, a duplicate, an interface that cannot be read).
+A plan sends no PATCH. Its ``--output`` is JSON Lines in the record format the journal uses (see
+:data:`PLAN_KEYS`), and ``bulk PLAN`` applies its ``change`` items. Exit status as ``kubectl
 diff``: 0 nothing would change, 1 something would change or an item is in error, 2 usage.
 """
 
 from __future__ import annotations
 
-import asyncio
+import array
 import contextlib
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +24,8 @@ import attrs
 import click
 from rich.table import Table
 
+from katapult_async._plan import PlanAction, profile_text
+from katapult_async._plan import PlanItem as LibraryPlanItem
 from katapult_async.cli._app import (
     EXIT_FAILURE,
     Settings,
@@ -33,10 +37,10 @@ from katapult_async.cli._app import (
 from katapult_async.cli._input import BulkInput, Row
 from katapult_async.cli._select import Selection, selection_options
 from katapult_async.client import KatapultClient
-from katapult_async.errors import KatapultError
-from katapult_async.models import NetworkInterface, NetworkSpeedProfile
+from katapult_async.errors import DuplicateItemError
+from katapult_async.models import UpdateItem
 
-CHANGE, UNCHANGED, ERROR = "change", "unchanged", "error"
+CHANGE, UNCHANGED, ERROR = (action.value for action in PlanAction)
 """A plan item's ``action``."""
 
 PLAN_EVENT = "plan"
@@ -63,25 +67,10 @@ MAX_TABLE_ROWS = 100
 """The most plan items the table lists (``--output`` has them all)."""
 
 
-def profile_text(profile: NetworkSpeedProfile | None) -> str | None:
-    """How a profile is shown and recorded: its permalink, else its id."""
-    if profile is None:
-        return None
-    return profile.permalink or profile.id
-
-
-def profile_matches(profile: NetworkSpeedProfile | None, value: str | None) -> bool:
-    """Whether ``profile`` is the one ``value`` names (``nsp_...`` an id, else a permalink)."""
-    if profile is None or value is None:
-        return False
-    if value.startswith("nsp_"):
-        return profile.id == value
-    return profile.permalink == value
-
-
 @attrs.frozen
 class PlanItem:
-    """One interface of a plan."""
+    """One interface of a plan as the command shows and records it: in the user's terms (input
+    line, profiles as text, the error redacted)."""
 
     index: int
     line: int | None
@@ -109,65 +98,63 @@ class PlanItem:
         }
 
 
-def item_for(
-    index: int, row: Row, interface: NetworkInterface | None, error: str | None
-) -> PlanItem:
-    """The plan item of a row, given the interface as read (or the error reading it)."""
-    vm = None
-    current = None
-    if interface is not None:
-        vm = interface.virtual_machine_name or interface.virtual_machine_id
-        current = profile_text(interface.speed_profile)
-    if error is not None:
-        action = ERROR
-    elif interface is not None and profile_matches(interface.speed_profile, row.speed_profile):
-        action = UNCHANGED
-    else:
-        action = CHANGE
-    return PlanItem(
-        index, row.line, row.interface, vm, current, row.speed_profile, action, error=error
-    )
-
-
 async def plan_items(
     settings: Settings,
     client: KatapultClient,
     rows: Iterable[Row] | AsyncIterable[Row],
     concurrency: int,
 ) -> AsyncIterator[PlanItem]:
-    """The plan item of every row, in input order: ``concurrency`` GETs at a time, paced by the
-    client's limiter; bad and duplicate rows are errors without a request."""
-    first_line: dict[str, int] = {}
-    batch: list[Row] = []
+    """The plan item of every row, in input order: the good rows planned by the library
+    (``concurrency`` GETs at a time, paced by the client's limiter), the bad ones errors without
+    a request."""
+    taken: deque[Row] = deque()  # rows taken from the input and not yet planned, in order
+    lines: array.array[int] = array.array("q")  # the library's input position -> line
+
+    async def good_rows() -> AsyncIterator[UpdateItem]:
+        async for row in _aiter(rows):
+            taken.append(row)
+            if row.problem is None:
+                lines.append(row.line)
+                yield row.interface, row.speed_profile
+
+    def error_text(item: LibraryPlanItem) -> str | None:
+        error = item.error
+        if error is None:
+            return None
+        if isinstance(error, DuplicateItemError) and 0 <= error.first_index < len(lines):
+            return f"interface {error.interface_id} duplicates line {lines[error.first_index]}"
+        return settings.redact(error_message(error))
+
     index = 0
 
-    async def read(row: Row) -> tuple[NetworkInterface | None, str | None]:
-        if row.problem is not None:
-            return None, row.problem
-        first = first_line.setdefault(row.interface, row.line)
-        if first != row.line:
-            return None, f"interface {row.interface} duplicates line {first}"
-        try:
-            return await client.get_network_interface(row.interface), None
-        except (KatapultError, ValueError) as exc:
-            return None, settings.redact(error_message(exc))
-
-    async def flush() -> AsyncIterator[PlanItem]:
+    def bad_rows() -> Iterator[PlanItem]:
         nonlocal index
-        answers = await asyncio.gather(*(read(row) for row in batch))
-        for row, (interface, error) in zip(batch, answers, strict=True):
-            yield item_for(index, row, interface, error)
+        while taken and taken[0].problem is not None:
+            row = taken.popleft()
+            yield PlanItem(
+                index, row.line, row.interface, None, None, row.speed_profile, ERROR, row.problem
+            )
             index += 1
-        batch.clear()
 
-    async for row in _aiter(rows):
-        batch.append(row)
-        if len(batch) >= concurrency:
-            async for item in flush():
-                yield item
-    if batch:
-        async for item in flush():
-            yield item
+    planned = client.plan_speed_profiles(good_rows(), concurrency=concurrency)
+    async with contextlib.aclosing(planned):
+        async for item in planned:
+            for bad in bad_rows():
+                yield bad
+            row = taken.popleft()
+            yield PlanItem(
+                index,
+                row.line,
+                row.interface,
+                item.virtual_machine,
+                profile_text(item.current_speed_profile),
+                row.speed_profile,
+                item.action.value,
+                error_text(item),
+            )
+            index += 1
+    for bad in bad_rows():
+        yield bad
 
 
 async def _aiter(rows: Iterable[Row] | AsyncIterable[Row]) -> AsyncIterator[Row]:

@@ -14,7 +14,14 @@ import array
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from pathlib import Path
 from typing import IO
 
@@ -32,7 +39,14 @@ from katapult_async.cli._view import REFRESH_PER_SECOND, BulkState, BulkView, Re
 from katapult_async.client import KatapultClient
 from katapult_async.models import Outcome, UpdateItem, UpdateResult
 
-__all__ = ["BulkOptions", "ResultsWriter", "bulk_client", "counting_session", "run_bulk"]
+__all__ = [
+    "BulkOptions",
+    "ResultsWriter",
+    "bulk_client",
+    "counting_session",
+    "run_bulk",
+    "show_results",
+]
 
 
 def counting_session(counts: RequestCounts) -> aiohttp.ClientSession:
@@ -120,16 +134,18 @@ def _failure_text(line: int | None, interface_id: str, profile: str, message: st
     return f"{where}{interface_id or '?'} → {profile or '?'}: {message}"
 
 
-def _result_message(result: UpdateResult, lines: array.array[int]) -> str | None:
+def _result_message(result: UpdateResult, line_of: Callable[[int], int | None]) -> str | None:
     """The error of a result in the user's terms (line numbers rather than input positions)."""
     error = result.error
     if error is None:
         return None
-    if isinstance(error, DuplicateItemError) and 0 <= error.first_index < len(lines):
-        return (
-            f"interface {error.interface_id} duplicates line {lines[error.first_index]} "
-            "(each interface is updated at most once per run)"
-        )
+    if isinstance(error, DuplicateItemError):
+        first = line_of(error.first_index)
+        if first is not None:
+            return (
+                f"interface {error.interface_id} duplicates line {first} "
+                "(each interface is updated at most once per run)"
+            )
     return error_message(error)
 
 
@@ -183,6 +199,9 @@ async def run_bulk(
             if item is not None:
                 yield item
 
+    def line_of(index: int) -> int | None:
+        return lines[index] if 0 <= index < len(lines) else None
+
     view = BulkView(state)
     results = client.bulk_update_speed_profiles(
         async_items() if isinstance(rows, AsyncIterable) else items(),
@@ -195,11 +214,24 @@ async def run_bulk(
         journal_fsync=options.durable,
         record_previous=options.record_previous,
     )
+    await show_results(settings, results, state, writer, view, line_of)
+
+
+async def show_results(
+    settings: Settings,
+    results: AsyncGenerator[UpdateResult, None],
+    state: BulkState,
+    writer: ResultsWriter,
+    view: BulkView,
+    line_of: Callable[[int], int | None],
+) -> None:
+    """Record every result of a bulk-style run behind the live display (``view``, which the
+    run's ``on_progress`` feeds); ``line_of`` maps a result's index to its input line."""
 
     def record(result: UpdateResult) -> None:
-        line = lines[result.index] if 0 <= result.index < len(lines) else None
+        line = line_of(result.index)
         profile = "" if result.speed_profile is None else str(result.speed_profile)
-        message = _result_message(result, lines)
+        message = _result_message(result, line_of)
         failure = None
         if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             failure = settings.redact(

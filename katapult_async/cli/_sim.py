@@ -10,7 +10,7 @@ import asyncio
 import csv
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -337,7 +337,7 @@ async def _demo_loop(
 
     from katapult_async.cli._plan import CHANGE, PlanFile, _print_plan, plan_items
     from katapult_async.cli._select import Selection
-    from katapult_async.cli._undo import UndoReport, read_changes, revert_rows
+    from katapult_async.cli._undo import revert
 
     out = settings.out
     selection = Selection(
@@ -362,9 +362,9 @@ async def _demo_loop(
             ) as client,
         ):
 
-            async def run_phase(rows: Any, phase_options: BulkOptions, state: BulkState) -> None:
+            async def run_phase(phase: Awaitable[object], state: BulkState) -> None:
                 before = attrs.evolve(counts)
-                await run_bulk(settings, client, rows, phase_options, state, writer)
+                await phase
                 state.requests = RequestCounts(
                     counts.requests - before.requests, counts.rate_limited - before.rate_limited
                 )
@@ -386,16 +386,18 @@ async def _demo_loop(
             journal = Path(f"{plan_path}.journal.jsonl")
             apply_options = attrs.evolve(options, journal=journal, concurrency=8)
             applied = BulkState(total=first[CHANGE], wait=True)
-            await run_phase(PlanFile(plan_path).rows(), apply_options, applied)
+            rows = PlanFile(plan_path).rows()
+            await run_phase(
+                run_bulk(settings, client, rows, apply_options, applied, writer), applied
+            )
             print_summary(out, applied)
             out.print("[bold]3. verify[/] (the same plan again: nothing to change)")
             second = await plan(False)
             out.print("[bold]4. undo[/] (katapult-async undo JOURNAL)")
-            report = UndoReport()
             undone = BulkState(total=first[CHANGE], wait=True)
             undo_options = attrs.evolve(apply_options, journal=Path(f"{journal}.undo.jsonl"))
-            rows = revert_rows(settings, client, read_changes(journal), False, report)
-            await run_phase(rows, undo_options, undone)
+            reverting = revert(settings, client, journal, undo_options, undone, writer, False)
+            await run_phase(reverting, undone)
             print_summary(out, undone)
     reverted = undone.counts[Outcome.COMPLETED]
     out.print(

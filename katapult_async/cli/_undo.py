@@ -1,121 +1,102 @@
 """The ``undo`` command: put back the profiles a journaled bulk run changed.
 
-Every interface whose latest result in JOURNAL is ``completed`` is set back to its recorded
-``previous_speed_profile``, as a bulk run of its own (paced, journaled in ``JOURNAL.undo.jsonl`` by
-default, so resumable). Before each revert one GET checks that the interface still has the profile
-the run set: one changed since by someone else is ``drifted`` and skipped (``--force`` reverts it
-anyway); one that has its previous profile already is ``already in place``. Items with no recorded
-previous profile are reported and skipped.
+A thin shell over :meth:`~katapult_async.client.KatapultClient.revert_speed_profiles`: every
+interface whose latest result in JOURNAL is ``completed`` is set back to its recorded
+``previous_speed_profile``, as a bulk run of its own (paced, journaled in ``JOURNAL.undo.jsonl``
+by default, so resumable). Before each revert one GET checks that the interface still has the
+profile the run set: one changed since by someone else is ``drifted`` and skipped (``--force``
+reverts it anyway); one that has its previous profile already is ``already in place``. Items with
+no recorded previous profile are reported and skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import attrs
 import click
 
-from katapult_async.bulk._journal import loads
+from katapult_async._revert import read_changes, revert_journal_path
 from katapult_async.cli._app import (
     EXIT_FAILURE,
     Settings,
-    error_message,
     pacing_options,
     run_command,
     settings_of,
 )
-from katapult_async.cli._input import Row
-from katapult_async.cli._plan import profile_matches, profile_text
-from katapult_async.cli._run import BulkOptions, ResultsWriter, bulk_client, run_bulk
-from katapult_async.cli._view import BulkState, print_summary
-from katapult_async.errors import KatapultError
-from katapult_async.models import Outcome
-
-
-@attrs.frozen
-class Change:
-    """One change a journaled run made: the interface, the profile set, the one before."""
-
-    interface_id: str
-    speed_profile: str
-    previous: str | None
-
-
-def read_changes(path: Path) -> list[Change]:
-    """The ``completed`` changes of a journal, one per interface (its latest result decides)."""
-    latest: dict[str, Change | None] = {}
-    with open(path, "rb") as f:
-        for line in f:
-            record = loads(line)
-            if record is None or record.event != "result":
-                continue
-            if record.outcome is Outcome.COMPLETED:
-                latest[record.interface_id] = Change(
-                    record.interface_id, record.speed_profile, record.previous_speed_profile
-                )
-            else:
-                latest[record.interface_id] = None
-    return [change for change in latest.values() if change is not None]
+from katapult_async.cli._run import BulkOptions, ResultsWriter, bulk_client, show_results
+from katapult_async.cli._view import BulkState, BulkView, print_summary
+from katapult_async.client import KatapultClient
+from katapult_async.errors import DriftedError, NoPreviousProfileError
+from katapult_async.models import Outcome, UpdateResult
 
 
 @attrs.define
 class UndoReport:
-    """What the checks before the reverts found."""
+    """What a revert found besides the reverts themselves: in place, drifted, no previous."""
 
     in_place: int = 0
     drifted: list[str] = attrs.field(factory=list)
     no_previous: list[str] = attrs.field(factory=list)
 
-
-async def revert_rows(
-    settings: Settings, client: object, changes: list[Change], force: bool, report: UndoReport
-) -> AsyncIterator[Row]:
-    """A row per interface to revert, after checking its current profile (one GET each)."""
-    from katapult_async.client import KatapultClient
-
-    assert isinstance(client, KatapultClient)
-    for line, change in enumerate(changes, 1):
-        if change.previous is None:
-            continue
-        try:
-            iface = await client.get_network_interface(change.interface_id)
-        except (KatapultError, ValueError) as exc:
-            message = settings.redact(error_message(exc))
-            yield Row(line, change.interface_id, change.previous, f"cannot be read: {message}")
-            continue
-        current = iface.speed_profile
-        if profile_matches(current, change.previous):
-            report.in_place += 1
-            continue
-        if not profile_matches(current, change.speed_profile):
-            report.drifted.append(
-                f"{change.interface_id}: has {profile_text(current)}, the run set "
-                f"{change.speed_profile}" + (" (reverted: --force)" if force else " (skipped)")
+    def note(self, result: UpdateResult, force: bool) -> None:
+        """Count ``result`` if it is one of those."""
+        error = result.error
+        if result.outcome is Outcome.ALREADY_ASSIGNED:
+            self.in_place += 1
+        elif isinstance(error, DriftedError):
+            self.drifted.append(
+                f"{error.interface_id}: has {error.actual}, the run set {error.expected}"
+                + (" (reverted: --force)" if force else " (skipped)")
             )
-            if not force:
-                continue
-        yield Row(line, change.interface_id, change.previous, previous=profile_text(current))
+        elif isinstance(error, NoPreviousProfileError):
+            self.no_previous.append(error.interface_id)
 
 
-async def _undo(
+async def revert(
     settings: Settings,
-    changes: list[Change],
+    client: KatapultClient,
+    journal_file: Path,
     options: BulkOptions,
     state: BulkState,
     writer: ResultsWriter,
     force: bool,
-    report: UndoReport,
-) -> int:
-    async with bulk_client(settings, options, state) as client:
-        rows = revert_rows(settings, client, changes, force, report)
-        await run_bulk(settings, client, rows, options, state, writer)
-    print_summary(settings.out, state)
+) -> UndoReport:
+    """Revert what the run of ``journal_file`` changed, behind the live display; what it found.
+
+    ``options.journal`` is the revert's own journal. Shared by ``undo`` and ``bulk --on-halt
+    revert``.
+    """
+    report = UndoReport()
+    view = BulkView(state)
+    results = client.revert_speed_profiles(
+        journal_file,
+        force=force,
+        revert_journal=options.journal,
+        concurrency=options.concurrency,
+        on_progress=view.on_progress,
+        task_timeout=options.timeout,
+        journal_fsync=options.durable,
+    )
+
+    async def noted() -> AsyncGenerator[UpdateResult, None]:
+        async with contextlib.aclosing(results):
+            async for result in results:
+                report.note(result, force)
+                yield result
+
+    await show_results(settings, noted(), state, writer, view, lambda _index: None)
+    return report
+
+
+def print_report(settings: Settings, state: BulkState, report: UndoReport, *, title: str) -> None:
+    """The line that sums up a revert, then its drifted and unrecorded interfaces."""
     out = settings.out
-    reverted = state.counts[Outcome.COMPLETED] + state.counts[Outcome.ALREADY_ASSIGNED]
+    reverted = state.counts[Outcome.COMPLETED]
     out.print(
-        f"undo: {reverted} reverted, {report.in_place} already in place, "
+        f"{title}: {reverted} reverted, {report.in_place} already in place, "
         f"{len(report.drifted)} drifted, {len(report.no_previous)} without a previous profile",
         highlight=False,
     )
@@ -123,8 +104,21 @@ async def _undo(
         out.print(f"  drifted: {settings.redact(text)}", highlight=False)
     for interface_id in report.no_previous[:20]:
         out.print(f"  no previous profile recorded: {interface_id} (skipped)", highlight=False)
-    skipped = (report.drifted and not force) or report.no_previous
-    return EXIT_FAILURE if state.any_failed or skipped else 0
+
+
+async def _undo(
+    settings: Settings,
+    journal_file: Path,
+    options: BulkOptions,
+    state: BulkState,
+    writer: ResultsWriter,
+    force: bool,
+) -> int:
+    async with bulk_client(settings, options, state) as client:
+        report = await revert(settings, client, journal_file, options, state, writer, force)
+    print_summary(settings.out, state)
+    print_report(settings, state, report, title="undo")
+    return EXIT_FAILURE if state.any_failed or state.counts[Outcome.SKIPPED] else 0
 
 
 @click.command()
@@ -163,21 +157,18 @@ def undo(
     """
     settings = settings_of(ctx)
     try:
-        changes = read_changes(journal_file)
+        total = len(read_changes(journal_file))
     except OSError as exc:
         raise settings.command_error(exc) from None
-    report = UndoReport(no_previous=[c.interface_id for c in changes if c.previous is None])
-    if journal is None:
-        journal = Path(f"{journal_file}.undo.jsonl")
     options = BulkOptions(
         concurrency=concurrency,
         rate_limit=rate_limit,
         window=window,
-        journal=journal,
+        journal=journal if journal is not None else Path(revert_journal_path(journal_file)),
         wait=True,
         timeout=None,
     )
-    state = BulkState(total=len(changes) - len(report.no_previous), wait=True)
+    state = BulkState(total=total, wait=True)
     writer = ResultsWriter(output, settings)
     with contextlib.closing(writer):
 
@@ -187,7 +178,7 @@ def undo(
 
         code = run_command(
             settings,
-            lambda: _undo(settings, changes, options, state, writer, force, report),
+            lambda: _undo(settings, journal_file, options, state, writer, force),
             on_interrupt=interrupted,
         )
     ctx.exit(code)

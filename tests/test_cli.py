@@ -381,6 +381,35 @@ def test_interfaces_by_fqdn(sim: Sim) -> None:
     assert "not_found" in line
 
 
+def _json_lines(result: Result) -> list[dict[str, Any]]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+def test_json_lines_of_profiles_interfaces_and_task(sim: Sim) -> None:
+    profiles = _json_lines(invoke(sim, "profiles", "-o", "acme", "--json"))
+    assert len(profiles) > 3
+    one_gbps = next(p for p in profiles if p["permalink"] == "1gbps")
+    assert one_gbps["id"].startswith("nsp_")
+    assert one_gbps["upload_speed_in_mbit"] == 1000
+    interfaces = _json_lines(
+        invoke(sim, "interfaces", "--vm", "sim-web-1.acme.kpult.com", "--json")
+    )
+    assert [i["name"] for i in interfaces] == [
+        "Public Network on sim-web-1",
+        "Private Network on sim-web-1",
+    ]
+    assert interfaces[1]["speed_profile"]["permalink"] == "unrestricted"
+    (iface,) = sim.add_interfaces(1)
+    submitted = invoke(sim, "update", iface, "1gbps", "--no-wait")
+    match = re.search(r"task (task_\w+)", submitted.output)
+    assert match is not None, submitted.output
+    (task,) = _json_lines(invoke(sim, "task", match.group(1), "--wait", "--json"))
+    assert task["id"] == match.group(1)
+    assert (task["status"], task["progress"]) == ("completed", 100)
+    assert isinstance(task["finished_at"], int)  # unix seconds, as the API sends them
+
+
 # --- bulk ------------------------------------------------------------------------------------
 
 

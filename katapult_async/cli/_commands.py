@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from typing import TypeVar
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from katapult_async._convert import converter
 from katapult_async._validate import validate_identifier
 from katapult_async.cli._app import EXIT_FAILURE, Settings, run_command, settings_of
 from katapult_async.cli._view import REFRESH_PER_SECOND
@@ -30,6 +32,25 @@ from katapult_async.errors import SpeedProfileAlreadyAssignedError, TaskFailedEr
 from katapult_async.models import Task, TaskStatus
 
 T = TypeVar("T")
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+def json_option(command: FC) -> FC:
+    """``--json``: print JSON Lines (one object per line) instead of a table."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON object per line (times in unix seconds) instead of a table.",
+    )(command)
+
+
+def print_json_lines(items: Iterable[object]) -> None:
+    """Each value (a model, or a plain dict) as one line of JSON on stdout, as the API names it."""
+    for item in items:
+        data = item if isinstance(item, dict) else converter.unstructure(item)
+        click.echo(json.dumps(data, ensure_ascii=False))
+
 
 # --- update / task -------------------------------------------------------------------------
 
@@ -115,14 +136,19 @@ async def _update(
 @click.argument("task_id")
 @click.option("--wait", is_flag=True, help="Follow the task on a progress bar until it ends.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds to wait.")
+@json_option
 @click.pass_context
-def task_command(ctx: click.Context, task_id: str, wait: bool, timeout: float | None) -> None:
+def task_command(
+    ctx: click.Context, task_id: str, wait: bool, timeout: float | None, as_json: bool
+) -> None:
     """Show a task: status, progress and times (exit 1 if it failed)."""
     settings = settings_of(ctx)
-    ctx.exit(run_command(settings, lambda: _show_task(settings, task_id, wait, timeout)))
+    ctx.exit(run_command(settings, lambda: _show_task(settings, task_id, wait, timeout, as_json)))
 
 
-async def _show_task(settings: Settings, task_id: str, wait: bool, timeout: float | None) -> int:
+async def _show_task(
+    settings: Settings, task_id: str, wait: bool, timeout: float | None, as_json: bool = False
+) -> int:
     validate_identifier(task_id, what="task id")
     out = settings.out
     async with settings.client() as client:
@@ -133,6 +159,10 @@ async def _show_task(settings: Settings, task_id: str, wait: bool, timeout: floa
                     task = await client.wait_for_task(task, on_progress=bar, task_timeout=timeout)
                 except TaskFailedError as exc:
                     task = exc.task
+    code = EXIT_FAILURE if task.status is TaskStatus.FAILED else 0
+    if as_json:
+        print_json_lines([task])
+        return code
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -147,7 +177,7 @@ async def _show_task(settings: Settings, task_id: str, wait: bool, timeout: floa
     ):
         table.add_row(label, value.isoformat() if value is not None else "-")
     out.print(table)
-    return EXIT_FAILURE if task.status is TaskStatus.FAILED else 0
+    return code
 
 
 # --- profiles / interfaces -----------------------------------------------------------------
@@ -160,11 +190,12 @@ async def _show_task(settings: Settings, task_id: str, wait: bool, timeout: floa
     required=True,
     help="Organization id (org_...) or sub-domain.",
 )
+@json_option
 @click.pass_context
-def profiles(ctx: click.Context, organization: str) -> None:
+def profiles(ctx: click.Context, organization: str, as_json: bool) -> None:
     """List the network speed profiles an organization can use."""
     settings = settings_of(ctx)
-    ctx.exit(run_command(settings, lambda: _profiles(settings, organization)))
+    ctx.exit(run_command(settings, lambda: _profiles(settings, organization, as_json)))
 
 
 def org_lookup(organization: str) -> tuple[str | None, str | None]:
@@ -181,10 +212,13 @@ def _speed(mbit: int | None) -> str:
     return f"{mbit / 1000:g} Gbit/s" if mbit >= 1000 else f"{mbit} Mbit/s"
 
 
-async def _profiles(settings: Settings, organization: str) -> int:
+async def _profiles(settings: Settings, organization: str, as_json: bool = False) -> int:
     org_id, sub_domain = org_lookup(organization)
     async with settings.client() as client:
         items = await client.list_speed_profiles(organization_id=org_id, sub_domain=sub_domain)
+    if as_json:
+        print_json_lines(items)
+        return 0
     table = Table(title=f"Network speed profiles of {organization}")
     for column in ("id", "name", "permalink", "upload", "download"):
         table.add_column(column, no_wrap=column in ("id", "permalink"))
@@ -202,18 +236,19 @@ async def _profiles(settings: Settings, organization: str) -> int:
 
 @click.command()
 @click.option("--vm", required=True, help="Virtual machine id (vm_...) or FQDN.")
+@json_option
 @click.pass_context
-def interfaces(ctx: click.Context, vm: str) -> None:
+def interfaces(ctx: click.Context, vm: str, as_json: bool) -> None:
     """List the network interfaces of a virtual machine with their speed profiles."""
     settings = settings_of(ctx)
-    ctx.exit(run_command(settings, lambda: _interfaces(settings, vm)))
+    ctx.exit(run_command(settings, lambda: _interfaces(settings, vm, as_json)))
 
 
 async def _ready(value: T) -> T:
     return value
 
 
-async def _interfaces(settings: Settings, vm: str) -> int:
+async def _interfaces(settings: Settings, vm: str, as_json: bool = False) -> int:
     validate_identifier(vm, what="vm")
     is_id = vm.startswith("vm_")
     async with settings.client() as client:
@@ -231,6 +266,9 @@ async def _interfaces(settings: Settings, vm: str) -> int:
                 )
             )
         )
+    if as_json:
+        print_json_lines(items)
+        return 0
     table = Table(title=f"Network interfaces of {vm}")
     table.add_column("id", no_wrap=True)
     table.add_column("name")

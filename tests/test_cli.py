@@ -595,6 +595,16 @@ def test_bulk_input_problems_that_stop_before_sending(sim: Sim, tmp_path: Path) 
     assert usage.exit_code == 2
 
 
+def test_the_live_display_says_what_the_limit_is_per() -> None:
+    result = invoke(
+        None,
+        *("demo", "--count", "3", "--rate-limit", "50", "--window", "1", "--vms", "0"),
+        *("--task-duration", "0.05"),
+    )
+    assert result.exit_code == 0, result.output
+    assert "limit 50 / 1 s" in result.output  # the display's last frame, printed once when piped
+
+
 def test_simulate_refuses_a_non_loopback_host() -> None:
     result = invoke(None, "simulate", "--host", "8.8.8.8")
     assert result.exit_code == 2

@@ -202,7 +202,7 @@ async def run_bulk(
     def line_of(index: int) -> int | None:
         return lines[index] if 0 <= index < len(lines) else None
 
-    view = BulkView(state)
+    view = BulkView(state, window=options.window)
     results = client.bulk_update_speed_profiles(
         async_items() if isinstance(rows, AsyncIterable) else items(),
         concurrency=options.concurrency,

@@ -70,7 +70,7 @@ async def revert(
     revert``.
     """
     report = UndoReport()
-    view = BulkView(state)
+    view = BulkView(state, window=options.window)
     results = client.revert_speed_profiles(
         journal_file,
         force=force,

@@ -119,8 +119,9 @@ class BulkView:
     costs one render per refresh, not one per item.
     """
 
-    def __init__(self, state: BulkState) -> None:
+    def __init__(self, state: BulkState, *, window: float | None = None) -> None:
         self._state = state
+        self._window = window
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]bulk update"),
@@ -137,7 +138,7 @@ class BulkView:
     def __rich__(self) -> RenderableType:
         state = self._state
         self._progress.update(self._bar, completed=state.done, total=state.total)
-        return Group(self._progress, _stats_line(state))
+        return Group(self._progress, _stats_line(state, self._window))
 
 
 def _always_shown(outcome: Outcome, state: BulkState) -> bool:
@@ -148,7 +149,14 @@ def _always_shown(outcome: Outcome, state: BulkState) -> bool:
     return outcome is not Outcome.SKIPPED
 
 
-def _stats_line(state: BulkState) -> Text:
+def _limit_text(limit: int | None, window: float | None) -> str:
+    """``"100 / 2 s"``: the limit and the window it is per (``"-"`` while the limit is unknown)."""
+    if limit is None:
+        return "-"
+    return f"{limit} / {window:g} s" if window is not None else str(limit)
+
+
+def _stats_line(state: BulkState, window: float | None = None) -> Text:
     text = Text()
     for outcome in Outcome:
         count = state.counts[outcome]
@@ -161,9 +169,7 @@ def _stats_line(state: BulkState) -> Text:
         text.append("in flight ", style="dim").append(str(snapshot.in_flight)).append("  ")
         rate = snapshot.requests_per_second
         text.append("req/s ", style="dim").append(f"{rate:.1f}" if rate is not None else "-")
-        text.append("  limit ", style="dim").append(
-            str(snapshot.limit) if snapshot.limit is not None else "-"
-        )
+        text.append("  limit ", style="dim").append(_limit_text(snapshot.limit, window))
         text.append("  ")
     text.append("429s ", style="dim").append(str(state.requests.rate_limited))
     eta = snapshot.eta if snapshot is not None else None

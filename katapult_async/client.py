@@ -466,6 +466,7 @@ class KatapultClient:
         record_previous: bool = False,
         confirm_horizon: float | None = None,
         timeout: float | None = None,
+        resume: bool | None = None,
     ) -> AsyncGenerator[UpdateResult, None]:
         """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
@@ -486,8 +487,9 @@ class KatapultClient:
             on_progress: Called (sync or async) with a :class:`BulkProgress` snapshot, at most
                 every 0.1 s and once at the end.
             journal: A JSON Lines file recording each accepted PATCH and each result. Rerunning
-                with the same journal skips completed items, resumes polling submitted ones
-                without a second PATCH, and retries the rest.
+                with the journal of a run that did not finish (interrupted, halted, killed)
+                skips completed items, resumes polling submitted ones without a second PATCH,
+                and retries the rest; after a run that finished, a new run starts.
             task_timeout: Seconds to wait for each task before an ``ERROR`` (``TaskTimeoutError``).
             total: The number of pairs, when known and ``updates`` has no ``len()``, for the ETA.
             journal_fsync: Also fsync the journal at most every 100 ms and at the end.
@@ -496,6 +498,9 @@ class KatapultClient:
             confirm_horizon: Seconds to wait before confirming a lost PATCH response (default:
                 learned from the tasks seen, 10 s before any).
             timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
+            resume: With a ``journal``: ``None`` resumes its run unless that run finished (then
+                a new run starts), ``True`` insists on resuming (``NothingToResumeError`` if
+                there is no unfinished run), ``False`` starts a new run.
 
         See :func:`katapult_async.bulk.bulk_update` for the details.
         """
@@ -513,4 +518,5 @@ class KatapultClient:
             journal_fsync=journal_fsync,
             record_previous=record_previous,
             confirm_horizon=confirm_horizon,
+            resume=resume,
         )

@@ -34,7 +34,8 @@
     ├── RolloutHaltedError                        rollout: halted before the item; .reason, .failures
     ├── DriftedError                              revert: changed since the run; .expected, .actual
     ├── NoPreviousProfileError                    revert: the journal has no previous profile
-    └── JournalInUseError                         bulk: another run holds the journal's lock
+    ├── JournalInUseError                         bulk: another run holds the journal's lock
+    └── NothingToResumeError (also ValueError)    bulk: resume=True, but no unfinished run
 
 Every :class:`APIError` carries ``status``, ``code``, ``description``, ``detail`` and the
 ``request_id`` (the ``X-Request-Id`` header Katapult's support asks for). Errors raised after retries
@@ -64,6 +65,7 @@ __all__ = [
     "NetworkInterfaceNotFoundError",
     "NoPreviousProfileError",
     "NotFoundError",
+    "NothingToResumeError",
     "ObjectInTrashError",
     "OrganizationNotActivatedError",
     "OrganizationNotFoundError",
@@ -538,6 +540,35 @@ class JournalInUseError(KatapultError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.path,))
+
+
+class NothingToResumeError(KatapultError, ValueError):
+    """A bulk run was asked to resume (``resume=True``), but its journal holds no unfinished run.
+
+    Raised when the run starts, before anything is sent: the journal's last run finished (every
+    item got its result), or the journal is missing or empty. Without ``resume=True`` such a run
+    starts a new run instead.
+
+    Attributes:
+        path: The journal file.
+        finished: True when the journal's last run finished; False when it records no run.
+    """
+
+    def __init__(self, path: str, *, finished: bool) -> None:
+        self.path = path
+        self.finished = finished
+        why = "its last run finished" if finished else "it records no run"
+        super().__init__(
+            f"journal {path}: {why}, so there is nothing to resume; "
+            "run without resume to start a new run"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_nothing_to_resume, (self.path, self.finished))
+
+
+def _rebuild_nothing_to_resume(path: str, finished: bool) -> NothingToResumeError:
+    return NothingToResumeError(path, finished=finished)
 
 
 ERROR_CLASSES: Mapping[str, type[APIError]] = {

@@ -478,12 +478,14 @@ def test_bulk_csv_reports_bad_rows_by_line_and_goes_on(sim: Sim, tmp_path: Path)
     done = {good[0], good[2], good[3]}
     assert {r["interface_id"] for r in _jsonl(journal) if r.get("outcome") == "completed"} == done
 
-    # The same command again: the journal says three are done, so none of them is PATCHed again.
+    # The same command again: that run finished, so a new run sends the three again and the API
+    # says they are already assigned (resuming is for runs that did not finish).
     before = len(sim.patched())
     again = invoke(sim, "bulk", str(source), "--output", str(output))
     assert again.exit_code == 1, again.output
-    assert re.search(r"done per journal \(not sent\)\s*│\s*3", again.output)
-    assert not set(sim.patched()[before:]) & done
+    assert "its last run finished; starting a new run" in again.output
+    assert re.search(r"already assigned\s*│\s*3", again.output)
+    assert set(sim.patched()[before:]) >= done
     assert len(_jsonl(output)) == 8
 
 

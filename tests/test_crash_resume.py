@@ -284,7 +284,7 @@ def test_kill_9_between_attempt_and_submitted_then_resume_confirms(tmp_path: Pat
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=10)
-        assert [line["event"] for line in journal_lines(journal)] == ["attempt"]
+        assert [line["event"] for line in journal_lines(journal)] == ["run", "attempt"]
 
         proc, results = start(1)
         _, stderr = proc.communicate(timeout=30)
@@ -296,7 +296,8 @@ def test_kill_9_between_attempt_and_submitted_then_resume_confirms(tmp_path: Pat
         log = sim.admin("GET", "/requests")["requests"]
         statuses = [r["status"] for r in log if r["method"] == "PATCH"]
         assert statuses == [200, 422, 422]  # the killed run's, the rerun's, the confirmation
-        last = journal_lines(journal)[-1]
+        *_, last, end = journal_lines(journal)
+        assert end == {**end, "event": "run", "status": "finished"}
         assert last["event"] == "result"
         assert last["confirmed_after_lost_response"] is True
     finally:

@@ -9,6 +9,7 @@ grows with the input except a compact index of the interface ids seen (16 bytes 
 
 Journal (``journal=path``): a JSON Lines file, appended to and flushed after every line::
 
+    {"event": "run", "status": "started", "run": 1, "at": 1700000000.1, "resumed": false}
     {"event": "attempt", "index": 3, "interface_id": "vmnet_...", "speed_profile": "1gbps",
      "at": 1700000000.101}
     {"event": "submitted", "index": 3, "interface_id": "vmnet_...", "speed_profile": "1gbps",
@@ -17,6 +18,13 @@ Journal (``journal=path``): a JSON Lines file, appended to and flushed after eve
     {"event": "result", "index": 3, "interface_id": "vmnet_...", "speed_profile": "1gbps",
      "outcome": "completed", "task_id": "task_...", "error": null, "error_type": null,
      "at": 1700000002.456, "task": {...}}
+    {"event": "run", "status": "finished", "run": 1, "at": 1700000009.9}
+
+Each run opens with a ``run`` line whose ``status`` is ``started`` (``resumed``: whether it
+resumes the run before it; ``run``: its number in the file) and closes with one more:
+``finished`` (every item got its result), ``halted`` (the run stopped itself, with a ``reason``:
+see :class:`~katapult_async.errors.RunHaltedError`) or ``interrupted`` (cancelled, closed early,
+or its input or ``on_progress`` failed). A process that is killed writes no closing line.
 
 An ``attempt`` line is written just before each PATCH is sent; a ``submitted`` line the moment a
 PATCH is accepted (before waiting for the task); a ``result`` line when an item finishes (with
@@ -32,8 +40,16 @@ One journal, one run: the run holds an exclusive advisory lock on the file (``fl
 journal raises :class:`~katapult_async.errors.JournalInUseError` before it sends anything. With
 ``journal_fsync=True`` the file is also fsync-ed at most 100 ms after any line and at the end.
 
-On a rerun with the same journal, the latest relevant line for each interface decides, when it is for
-the same requested profile:
+A rerun with the same journal **resumes** the run it records only if that run did not finish
+(``halted``, ``interrupted``, no closing line, or a journal written before run lines existed);
+after a ``finished`` run it **starts a new run**, appended to the same file, which sends every
+item as if there were no journal (``resume=True`` insists on resuming and raises
+:class:`~katapult_async.errors.NothingToResumeError` instead; ``resume=False`` always starts a new
+run). So a ``resumed`` result only ever comes from an unfinished run: after a run has finished,
+the interfaces may have been changed by anyone, and only a new request can say what holds now.
+
+When resuming, the latest relevant line for each interface decides, when it is for the same
+requested profile:
 
 * ``completed`` / ``already_assigned``: the item is not sent again; its result carries the recorded
   outcome and ``resumed=True``.
@@ -45,8 +61,9 @@ the same requested profile:
 * an ``attempt`` with no answer recorded after it (the run stopped while the PATCH was out, or its
   answer was an error that may hide an applied change): the item is sent again, and if the API
   answers ``already_assigned`` it is confirmed as after a lost response (see :func:`bulk_update`).
-* anything else (``failed``, errors before a PATCH was accepted, a different profile, no line): the
-  item is sent as usual.
+* anything else (``failed``, errors before a PATCH was accepted, ``skipped``, a different profile,
+  no line): the item is sent as usual (a ``skipped`` line changes nothing: the item keeps the
+  state it had before).
 
 Lines that cannot be parsed, such as a last line cut short by ``kill -9``, are ignored.
 
@@ -68,7 +85,12 @@ from katapult_async._callbacks import ProgressCallback
 from katapult_async.bulk._engine import PROGRESS_INTERVAL as PROGRESS_INTERVAL
 from katapult_async.bulk._engine import _BulkRun
 from katapult_async.bulk._item import DEFAULT_CONFIRM_HORIZON as DEFAULT_CONFIRM_HORIZON
-from katapult_async.errors import DuplicateItemError, JournalInUseError, UnconfirmedUpdateError
+from katapult_async.errors import (
+    DuplicateItemError,
+    JournalInUseError,
+    NothingToResumeError,
+    UnconfirmedUpdateError,
+)
 from katapult_async.models import (
     BulkProgress,
     NetworkInterface,
@@ -84,6 +106,7 @@ __all__ = [
     "BulkProgress",
     "DuplicateItemError",
     "JournalInUseError",
+    "NothingToResumeError",
     "SupportsBulkUpdate",
     "UnconfirmedUpdateError",
     "UpdateItem",
@@ -157,6 +180,7 @@ def bulk_update(
     record_previous: bool = False,
     confirm_horizon: float | None = None,
     timeout: float | None = None,
+    resume: bool | None = None,
 ) -> AsyncGenerator[UpdateResult, None]:
     """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
@@ -209,7 +233,8 @@ def bulk_update(
             most every :data:`PROGRESS_INTERVAL` seconds, and once more when the run ends normally.
             An exception it raises ends the run (after the clean-up described above).
         journal: A JSON Lines file to append progress to and to resume from (see the module
-            documentation). Items already done in it are not sent again. Locked for the run.
+            documentation). If the run it records did not finish, items already done in it are
+            not sent again; after a finished run, a new run starts. Locked for the run.
         task_timeout: Seconds to wait for each task before its result is an ``ERROR`` with a
             :class:`~katapult_async.errors.TaskTimeoutError`; ``None`` waits as long as it takes.
         total: The number of pairs, for ``BulkProgress.total`` and ``eta``; defaults to
@@ -225,6 +250,10 @@ def bulk_update(
             the poller's learned aim for the task name, or :data:`DEFAULT_CONFIRM_HORIZON`
             (10 s) when nothing is learned yet.
         timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
+        resume: With a ``journal``: ``None`` (default) resumes the run it records unless that
+            run finished (then a new run starts); ``True`` insists on resuming (raises
+            :class:`NothingToResumeError` if the journal holds no unfinished run); ``False``
+            starts a new run whatever the journal holds.
 
     Returns:
         An async generator of results.
@@ -233,6 +262,8 @@ def bulk_update(
         ValueError, TypeError: at once, for invalid options or an ``updates`` that is not iterable.
         JournalInUseError: on the first iteration, before any request, when another run holds
             the journal.
+        NothingToResumeError: on the first iteration, before any request, with ``resume=True``
+            when the journal holds no unfinished run.
         Exception: while iterating, an exception raised by the input iterator, after the items in
             progress have finished and been yielded; an ``OSError`` writing the journal, at once.
     """
@@ -266,6 +297,7 @@ def bulk_update(
         journal_fsync=journal_fsync,
         record_previous=record_previous,
         confirm_horizon=confirm_horizon,
+        resume=resume,
     )
     return run.results()
 

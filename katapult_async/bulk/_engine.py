@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from katapult_async.models import BulkProgress, Outcome, UpdateItem, UpdateResul
 
 if TYPE_CHECKING:
     from katapult_async.bulk import SupportsBulkUpdate
+
+logger = logging.getLogger("katapult_async")
 
 PROGRESS_INTERVAL = 0.1
 """Seconds between two ``on_progress`` calls at most (10 a second), plus one final call."""
@@ -55,8 +58,10 @@ class _BulkRun:
         journal_fsync: bool = False,
         record_previous: bool = False,
         confirm_horizon: float | None = None,
+        resume: bool | None = None,
     ) -> None:
         self._client = client
+        self._resume = resume
         self._source = _PairSource(updates)
         self._workers = workers
         self._buffer = min(concurrency, _MAX_RESULT_BUFFER)
@@ -83,7 +88,16 @@ class _BulkRun:
         try:
             if self._journal_path is not None:
                 # First: a journal another run holds (JournalInUseError) stops it before anything.
-                self._journal = _Journal(self._journal_path, fsync=self._journal_fsync)
+                journal = self._journal = _Journal(self._journal_path, fsync=self._journal_fsync)
+                previous = journal.previous
+                if journal.begin(self._resume):
+                    logger.info("journal %s: resuming its %s run", journal.path, previous)
+                elif previous != "none":
+                    logger.info(
+                        "journal %s: its last run %s; starting a new run",
+                        journal.path,
+                        "finished" if previous == "finished" else f"was {previous}",
+                    )
             self._source.open()
             processor = self.processor = _ItemProcessor(
                 self._client,
@@ -112,6 +126,8 @@ class _BulkRun:
                 yield item
             if self._source.error is not None:
                 raise self._source.error
+            if self._journal is not None:
+                self._journal.end("finished")
             await progress.report(started=self._source.taken, final=True)
         finally:
             await self._shutdown()
@@ -125,7 +141,11 @@ class _BulkRun:
                 await self._source.close()
             finally:
                 if self._journal is not None:
-                    self._journal.close()
+                    try:
+                        with contextlib.suppress(OSError):  # the write error is already raised
+                            self._journal.end("interrupted")  # unless it ended (finished)
+                    finally:
+                        self._journal.close()
 
     # --- the workers ----------------------------------------------------------------------------
 

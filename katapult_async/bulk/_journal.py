@@ -1,10 +1,13 @@
 """The bulk journal: the record of one JSON line, its text form, and the append-only file.
 
-:class:`JournalRecord` is one line; :func:`dumps` and :func:`loads` turn it into text and back
-through the package's one converter (:mod:`katapult_async._convert`). ``_Journal`` is the file a
-run appends to and resumes from, holding an exclusive advisory lock on it for the run's lifetime
-(``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows); the format and the resume rules are
-documented in :mod:`katapult_async.bulk`.
+:class:`JournalRecord` is one item's line; :func:`dumps` and :func:`loads` turn it into text and
+back through the package's one converter (:mod:`katapult_async._convert`). :class:`RunRecord` is a
+run boundary (a run ``started``; it ``finished``, ``halted`` or was ``interrupted``), written by
+:func:`dumps_run` and read by :func:`loads_run`; :func:`previous_run` tells, without locking, how
+the last run a journal records ended. ``_Journal`` is the file a run appends to and resumes from,
+holding an exclusive advisory lock on it for the run's lifetime (``fcntl.flock`` on POSIX,
+``msvcrt.locking`` on Windows); the format and the resume rules are documented in
+:mod:`katapult_async.bulk`.
 """
 
 from __future__ import annotations
@@ -21,14 +24,36 @@ import attrs
 import cattrs
 
 from katapult_async._convert import converter
-from katapult_async.errors import JournalInUseError
+from katapult_async.errors import JournalInUseError, NothingToResumeError
 from katapult_async.models import Outcome, SpeedProfileRef, Task, UpdateResult
 
-__all__ = ["JournalEvent", "JournalRecord", "dumps", "loads"]
+__all__ = [
+    "JournalEvent",
+    "JournalRecord",
+    "PreviousRun",
+    "RunRecord",
+    "RunStatus",
+    "dumps",
+    "dumps_run",
+    "loads",
+    "loads_run",
+    "previous_run",
+]
 
 JournalEvent: TypeAlias = Literal["attempt", "submitted", "result"]
 """``attempt``: a PATCH is about to be sent; ``submitted``: a PATCH was accepted (its task not yet
 finished); ``result``: an item finished."""
+
+RunStatus: TypeAlias = Literal["started", "finished", "halted", "interrupted"]
+"""A run boundary: ``started`` opens a run; ``finished`` (every item got its result), ``halted``
+(the run stopped itself, see :class:`~katapult_async.errors.RunHaltedError`) and ``interrupted``
+(cancelled, closed early, or its input or progress callback failed) close it."""
+
+PreviousRun: TypeAlias = Literal["none", "finished", "halted", "interrupted", "unfinished"]
+"""How the last run a journal records ended: ``none`` (no journal, or no line in it), one of the
+closing :data:`RunStatus` values, or ``unfinished`` (no closing line: the process was killed, or
+the journal was written before run boundaries existed). Every value but ``none`` and ``finished``
+is a run a rerun resumes."""
 
 _RESULT_ONLY = ("outcome", "error", "error_type", "confirmed_after_lost_response")
 """The keys of a ``result`` line that the other lines do not have."""
@@ -120,6 +145,117 @@ class JournalRecord:
             ),
             confirmed_after_lost_response=result.confirmed_after_lost_response,
         )
+
+
+@attrs.frozen(kw_only=True)
+class RunRecord:
+    """A run boundary line of a bulk journal: ``{"event": "run", "status": ...}``.
+
+    Every run opens with a ``started`` line and, unless the process dies, closes with one more
+    line: ``finished``, ``halted`` (with its ``reason``) or ``interrupted``. A rerun resumes a run
+    that did not finish, and starts a new run after one that did.
+
+    Attributes:
+        status: What the line marks (see :data:`RunStatus`).
+        run: The run's number in the journal, from 1.
+        at: Unix time of the line, to the millisecond.
+        resumed: On ``started`` lines: whether the run resumes the unfinished run before it.
+        reason: On ``halted`` lines: why the run halted.
+    """
+
+    status: RunStatus
+    run: int | None = None
+    at: float | None = None
+    resumed: bool | None = None
+    reason: str | None = None
+
+
+def dumps_run(record: RunRecord) -> str:
+    """One JSON line for a run boundary, without the newline; ``None`` values are left out."""
+    data: dict[str, Any] = {"event": "run"}
+    for key, value in converter.unstructure(record).items():
+        if value is not None:
+            data[key] = value
+    return json.dumps(data)
+
+
+def loads_run(line: str | bytes) -> RunRecord | None:
+    """The run boundary of one journal line, or ``None`` for any other line. Never raises."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.pop("event", None) != "run":
+        return None
+    # A flag, read apart from the converter, whose strict int hook refuses bools.
+    resumed = data.pop("resumed", None)
+    try:
+        record = converter.structure(data, RunRecord)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
+        return None
+    return attrs.evolve(record, resumed=resumed) if isinstance(resumed, bool) else record
+
+
+@attrs.define
+class _RunLog:
+    """What the run boundaries of a journal say so far, fed its lines in order."""
+
+    runs: int = 0
+    last: RunStatus | None = None
+    items_after: bool = False  # item lines after the last boundary
+    any_line: bool = False
+
+    def run_line(self, record: RunRecord) -> bool:
+        """Take a boundary; return whether it opens a run after a finished one."""
+        self.any_line = True
+        after_finished = self.finished
+        if record.status == "started":
+            self.runs += 1
+        self.last, self.items_after = record.status, False
+        return record.status == "started" and after_finished
+
+    def item_line(self) -> None:
+        self.any_line = self.items_after = True
+
+    @property
+    def finished(self) -> bool:
+        # Item lines after a ``finished`` line were appended by a version without boundaries.
+        return self.last == "finished" and not self.items_after
+
+    @property
+    def previous(self) -> PreviousRun:
+        if not self.any_line:
+            return "none"
+        if self.last in ("finished", "halted", "interrupted") and not self.items_after:
+            return self.last
+        return "unfinished"
+
+
+def _is_run_line(line: bytes) -> bool:
+    return b'"run"' in line
+
+
+def previous_run(path: str | os.PathLike[str]) -> PreviousRun:
+    """How the last run recorded in the journal at ``path`` ended (``none`` if there is none).
+
+    Reads the file without taking its lock, so a run in progress elsewhere reads as
+    ``unfinished``.
+    """
+    log = _RunLog()
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return "none"
+    with file:
+        for line in file:
+            if not line.strip():
+                continue
+            record = loads_run(line) if _is_run_line(line) else None
+            if record is not None:
+                log.run_line(record)
+            elif loads(line) is not None:
+                log.item_line()
+    return log.previous
 
 
 def _profile_text(profile: SpeedProfileRef | str | None) -> str:
@@ -222,9 +358,14 @@ class _Journal:
     is that old, else by a timer on the running loop) and on close, so that a power loss loses at
     most that much.
 
+    A run calls :meth:`begin` first, which writes its ``started`` line (and forgets the resume
+    state when it starts a new run rather than resuming), and :meth:`end` last.
+
     Attributes:
         path: The file.
-        resumable: The resume state read when opened: interface id -> what the journal knows.
+        resumable: The resume state read when opened: interface id -> what the journal knows
+            of the unfinished run (empty when the last run finished).
+        previous: How the last run the file records ended.
 
     Raises:
         JournalInUseError: another run (of any process) holds the file's lock.
@@ -234,6 +375,9 @@ class _Journal:
     def __init__(self, path: str, *, fsync: bool = False) -> None:
         self.path = path
         self.resumable: dict[str, _Resumable] = {}
+        self._runs = _RunLog()
+        self._run = 0  # this run's number once begun
+        self._ended = False
         self._fsync = fsync
         self._dirty = False
         self._synced = time.monotonic()
@@ -259,12 +403,18 @@ class _Journal:
         entries = self.resumable
         profiles: dict[str, str] = {}  # shares the few distinct profile strings between entries
         last = b"\n"
+        runs = self._runs
         with file:
             for line in file:
                 last = line
+                if _is_run_line(line) and (boundary := loads_run(line)) is not None:
+                    if runs.run_line(boundary):
+                        entries.clear()  # a new run after a finished one: that state is done
+                    continue
                 record = loads(line)
                 if record is None:
                     continue
+                runs.item_line()
                 interface_id, outcome, task_id = record.interface_id, record.outcome, record.task_id
                 profile = profiles.setdefault(record.speed_profile, record.speed_profile)
                 previous = record.previous_speed_profile
@@ -296,7 +446,46 @@ class _Journal:
                     )
                 # ERROR with no task: nothing was changed (or, after an attempt, an answer that
                 # may hide a change, which the attempt entry keeps); it does not alter the state.
+                # SKIPPED: nothing was sent; the item keeps whatever state it had.
+        if runs.finished:
+            entries.clear()
         return not last.endswith(b"\n")
+
+    @property
+    def previous(self) -> PreviousRun:
+        """How the last run recorded before this one ended."""
+        return self._runs.previous
+
+    def begin(self, resume: bool | None = None) -> bool:
+        """Open this run with its ``started`` line; return whether it resumes the previous run.
+
+        Args:
+            resume: ``None``: resume the previous run unless it finished (or there is none);
+                ``True``: resume it, and raise if it finished or there is none; ``False``: start
+                a new run whatever the journal holds.
+
+        Raises:
+            NothingToResumeError: ``resume=True`` and the journal holds no unfinished run.
+        """
+        previous = self.previous
+        if resume is True and previous in ("none", "finished"):
+            raise NothingToResumeError(self.path, finished=previous == "finished")
+        resuming = resume is not False and previous not in ("none", "finished")
+        if not resuming:
+            self.resumable.clear()
+        self._run = self._runs.runs + 1
+        self._write_run(RunRecord(status="started", run=self._run, at=_now(), resumed=resuming))
+        return resuming
+
+    def end(self, status: RunStatus, reason: str | None = None) -> None:
+        """Close this run with its last line (``finished``, ``halted`` or ``interrupted``)."""
+        if self._run == 0 or self._ended:
+            return
+        self._ended = True
+        self._write_run(RunRecord(status=status, run=self._run, at=_now(), reason=reason))
+
+    def _write_run(self, record: RunRecord) -> None:
+        self._write(dumps_run(record).encode("ascii") + b"\n")
 
     def attempt(
         self,

@@ -29,6 +29,7 @@ T = TypeVar("T")
 FC = TypeVar("FC", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 _EXPECTED_ERRORS = (KatapultError, OSError, ValueError, csv.Error)

@@ -11,7 +11,7 @@ from pathlib import Path
 import attrs
 import click
 
-from katapult_async.bulk import JournalInUseError
+from katapult_async.bulk import JournalInUseError, NothingToResumeError
 from katapult_async.cli._app import (
     EXIT_FAILURE,
     CommandError,
@@ -24,7 +24,13 @@ from katapult_async.cli._app import (
 from katapult_async.cli._commands import org_lookup
 from katapult_async.cli._input import BulkInput, Row
 from katapult_async.cli._plan import PlanFile, is_plan_file
-from katapult_async.cli._run import BulkOptions, ResultsWriter, bulk_client, run_bulk
+from katapult_async.cli._run import (
+    BulkOptions,
+    NothingToResumeUsageError,
+    ResultsWriter,
+    bulk_client,
+    run_bulk,
+)
 from katapult_async.cli._select import Selection, selection_options
 from katapult_async.cli._view import BulkState, print_failures, print_summary
 from katapult_async.models import Outcome
@@ -48,6 +54,8 @@ async def _bulk(
             await run_bulk(settings, client, rows, options, state, writer)
         except JournalInUseError as exc:  # before anything was sent
             raise JournalBusyError(settings.redact(error_message(exc))) from None
+        except NothingToResumeError as exc:  # the journal finished since it was announced
+            raise NothingToResumeUsageError(settings.redact(error_message(exc))) from None
     print_summary(settings.out, state)
     return EXIT_FAILURE if state.any_failed else 0
 
@@ -110,6 +118,13 @@ async def _dry_run(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Journal to resume from and append to [default: FILE.journal.jsonl; none for stdin].",
 )
+@click.option(
+    "--resume/--fresh",
+    default=None,
+    help="--resume: insist on resuming the journal's unfinished run (exit 2 if its last run "
+    "finished); --fresh: start a new run whatever the journal holds. Neither: resume a run that "
+    "was interrupted or halted, start a new run after one that finished.",
+)
 @click.option("--no-wait", is_flag=True, help="Do not wait for the tasks: stop at submitted.")
 @click.option(
     "--output",
@@ -145,6 +160,7 @@ def bulk(
     rate_limit: int | None,
     window: float,
     journal: Path | None,
+    resume: bool | None,
     no_wait: bool,
     output: Path | None,
     dry_run: bool,
@@ -160,7 +176,9 @@ def bulk(
     A CSV file has the header `interface,speed_profile`; a JSON Lines file has one object
     `{"interface": ..., "speed_profile": ...}` a line. Bad rows are reported with their line
     number and the run goes on. The run is journaled: after Ctrl-C (or a crash) the same command
-    resumes without updating the interfaces already done. Exit status 1 if any item failed.
+    resumes without updating the interfaces already done; once a run has finished, the same
+    command starts a new run (--resume/--fresh make the intent explicit). Exit status 1 if any
+    item failed.
     """
     settings = settings_of(ctx)
     selection = Selection(organization, annotations, vms, to)
@@ -184,6 +202,7 @@ def bulk(
                 timeout=timeout,
                 durable=durable,
                 record_previous=record_previous,
+                resume=resume,
             ),
             output,
         )
@@ -211,6 +230,7 @@ def bulk(
             timeout=timeout,
             durable=durable,
             record_previous=record_previous,
+            resume=resume,
         )
         writer = ResultsWriter(output, settings)
         with contextlib.closing(writer):

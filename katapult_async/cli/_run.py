@@ -31,9 +31,9 @@ from rich.live import Live
 
 from katapult_async._http import new_session
 from katapult_async.bulk import DuplicateItemError
-from katapult_async.bulk._journal import JournalRecord
+from katapult_async.bulk._journal import JournalRecord, previous_run
 from katapult_async.bulk._journal import dumps as journal_line
-from katapult_async.cli._app import Settings, error_message
+from katapult_async.cli._app import EXIT_USAGE, CommandError, Settings, error_message
 from katapult_async.cli._input import Row
 from katapult_async.cli._view import REFRESH_PER_SECOND, BulkState, BulkView, RequestCounts
 from katapult_async.client import KatapultClient
@@ -127,6 +127,44 @@ class BulkOptions:
     timeout: float | None
     durable: bool = False
     record_previous: bool = False
+    resume: bool | None = None
+    """``--resume`` (True), ``--fresh`` (False), or neither: resume unless the run finished."""
+
+
+class NothingToResumeUsageError(CommandError):
+    """``--resume`` given, but the journal holds no unfinished run: exit status 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def announce_journal(settings: Settings, options: BulkOptions) -> None:
+    """Say in one line whether the run resumes its journal's run or starts a new one.
+
+    Raises:
+        NothingToResumeUsageError: ``--resume`` without a journal, or with one whose last run
+            finished (or that records none). Nothing has been sent.
+    """
+    journal = options.journal
+    if journal is None:
+        if options.resume:
+            raise NothingToResumeUsageError("--resume needs a journal (--journal PATH)")
+        return
+    previous = previous_run(journal)
+    if options.resume and previous in ("none", "finished"):
+        why = "its last run finished" if previous == "finished" else "it records no run"
+        raise NothingToResumeUsageError(
+            f"journal {journal}: {why}, so there is nothing to resume; "
+            "run without --resume to start a new run"
+        )
+    if previous == "none":
+        return
+    if previous == "finished":
+        line = "its last run finished; starting a new run (the journal keeps the old one)"
+    elif options.resume is False:
+        line = f"starting a new run (--fresh: its {previous} run is not resumed)"
+    else:
+        line = f"resuming its {previous} run (--fresh starts a new one)"
+    settings.out.print(f"journal {journal}: {line}", markup=False, highlight=False)
 
 
 def _failure_text(line: int | None, interface_id: str, profile: str, message: str) -> str:
@@ -202,6 +240,7 @@ async def run_bulk(
     def line_of(index: int) -> int | None:
         return lines[index] if 0 <= index < len(lines) else None
 
+    announce_journal(settings, options)
     view = BulkView(state, window=options.window)
     results = client.bulk_update_speed_profiles(
         async_items() if isinstance(rows, AsyncIterable) else items(),
@@ -213,6 +252,7 @@ async def run_bulk(
         total=state.total,
         journal_fsync=options.durable,
         record_previous=options.record_previous,
+        resume=options.resume,
     )
     await show_results(settings, results, state, writer, view, line_of)
 

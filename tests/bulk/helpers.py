@@ -53,8 +53,10 @@ def polls(sim: KatapultSimulator) -> list[str]:
     ]
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_journal(path: Path, *, runs: bool = False) -> list[dict[str, Any]]:
+    """The journal's lines as dicts; its run boundaries only with ``runs=True``."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in lines if runs or line.get("event") != "run"]
 
 
 def bulk_tasks() -> list[asyncio.Task[Any]]:
@@ -80,3 +82,12 @@ def open_fds_to(path: Path) -> int:
             if os.readlink(entry) == str(path):
                 count += 1
     return count
+
+
+def unfinish(path: Path) -> None:
+    """Drop the journal's last line, its run's ``finished`` boundary: as if the process had been
+    killed right after the last result, so that a rerun resumes the run."""
+    lines = path.read_text().splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    assert last == {**last, "event": "run", "status": "finished"}, last
+    path.write_text("".join(lines[:-1]))

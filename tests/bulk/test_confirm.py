@@ -18,7 +18,15 @@ from katapult_async.errors import ServiceUnavailableError
 from katapult_async.models import NetworkInterfaceRef, Outcome, SpeedProfileRef, TaskStatus
 from katapult_async.testing import FaultKind, KatapultSimulator
 
-from .helpers import PATCH_PATH, by_index, collect, make_client, patched, read_journal
+from .helpers import (
+    PATCH_PATH,
+    by_index,
+    collect,
+    make_client,
+    patched,
+    read_journal,
+    unfinish,
+)
 
 # Longer than the client's first retry backoff (up to 0.5 s): the retry of a lost PATCH reaches
 # the simulator while the unseen task is still running, and so is answered already_assigned.
@@ -149,7 +157,8 @@ async def test_journal_attempt_without_an_answer_is_confirmed_on_resume(
     lines = [x for x in read_journal(journal)[2:] if x["interface_id"] == a]
     assert [x["event"] for x in lines] == ["attempt", "attempt", "result"]
     assert lines[-1]["confirmed_after_lost_response"] is True
-    # A rerun takes the confirmed result from the journal, flag included, with no request.
+    # A resumed run takes the confirmed result from the journal, flag included, with no request.
+    unfinish(journal)
     sim.clear_requests()
     again = by_index(await collect(bulk_update(client, [(a, "1gbps")], journal=journal)))
     assert again[0].resumed
@@ -190,6 +199,7 @@ async def test_speed_profile_is_a_ref_for_every_input_form(
     expected += [SpeedProfileRef(permalink="100mbps"), permalink, None, None, None]
     assert [results[i].speed_profile for i in range(len(updates))] == expected
     # A resumed result is typed the same way, and carries the task the journal recorded, whole.
+    unfinish(journal)
     resumed = by_index(await collect(bulk_update(client, updates[:5], journal=journal)))
     for index in range(5):
         assert resumed[index].resumed
@@ -281,6 +291,7 @@ async def test_triples_and_record_previous(
         expected = "10gbps" if line["interface_id"] == ids[0] else ten
         assert line["previous_speed_profile"] == expected, line
     # A resumed result carries the recorded previous profile; no read, no PATCH.
+    unfinish(journal)
     sim.clear_requests()
     again = by_index(
         await collect(bulk_update(client, updates[1:2], journal=journal, record_previous=True))

@@ -17,7 +17,7 @@ from katapult_async.errors import TaskFailedError, TaskTimeoutError
 from katapult_async.models import Outcome, Task, UpdateResult
 from katapult_async.testing import KatapultSimulator
 
-from .helpers import by_index, collect, make_client, patched, polls, read_journal
+from .helpers import by_index, collect, make_client, patched, polls, read_journal, unfinish
 
 # --- journal ---------------------------------------------------------------------------------
 
@@ -47,6 +47,7 @@ async def test_journal_lines_and_rerun_skips_done_items(
     assert error_line["error_type"] == "ValueError"
     assert sim.token not in journal.read_text()
 
+    unfinish(journal)  # killed after its last result: the rerun resumes the run
     sim.clear_requests()
     second = by_index(await collect(bulk_update(client, updates, journal=journal)))
     assert sim.requests == []  # nothing sent: all done, and the invalid item fails validation
@@ -143,7 +144,7 @@ async def test_journal_tolerates_a_truncated_last_line(
     raw = journal.read_text().splitlines()
     assert raw[3] == cut  # the cut line was ended, not glued to the next one
     new = [json.loads(x) for x in raw[4:]]
-    assert [x["event"] for x in new] == ["attempt", "submitted", "result"]
+    assert [x["event"] for x in new] == ["run", "attempt", "submitted", "result", "run"]
 
 
 async def test_journal_resume_of_a_task_that_failed(tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ async def test_journal_survives_unencodable_input(
     ]
 
 
-async def test_task_timeout_is_an_error_and_a_rerun_polls_the_task(tmp_path: Path) -> None:
+async def test_task_timeout_is_an_error_and_a_resumed_run_polls_the_task(tmp_path: Path) -> None:
     journal = tmp_path / "bulk.journal.jsonl"
     async with KatapultSimulator(task_duration=0.6, seed=3) as sim, make_client(sim) as client:
         (a,) = sim.add_interfaces(1)
@@ -199,6 +200,7 @@ async def test_task_timeout_is_an_error_and_a_rerun_polls_the_task(tmp_path: Pat
         assert first.outcome is Outcome.ERROR
         assert isinstance(first.error, TaskTimeoutError)
         assert first.task is not None
+        unfinish(journal)
         sim.clear_requests()
         (second,) = await collect(bulk_update(client, [(a, "1gbps")], journal=journal))
         assert second.outcome is Outcome.COMPLETED
@@ -215,12 +217,14 @@ async def test_wait_false_rerun_reports_submitted_without_requests(
     updates = [(i, "1gbps") for i in ids]
     first = await collect(bulk_update(client, updates, wait=False, journal=journal))
     assert sorted(x["event"] for x in read_journal(journal)) == ["attempt"] * 3 + ["result"] * 3
+    unfinish(journal)
     sim.clear_requests()
     second = by_index(await collect(bulk_update(client, updates, wait=False, journal=journal)))
     assert sim.requests == []
     assert all(r.outcome is Outcome.SUBMITTED for r in second.values())
     assert {r.task.id for r in second.values() if r.task} == {r.task.id for r in first if r.task}
     # With wait=True, the same journal makes the run poll those tasks instead of PATCHing.
+    unfinish(journal)
     third = await collect(bulk_update(client, updates, journal=journal))
     assert all(r.outcome is Outcome.COMPLETED for r in third)
     assert patched(sim) == Counter()

@@ -681,6 +681,38 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def test_simulate_names_its_organization_and_prints_a_command_to_paste(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("katapult-async")
+    if not script.exists():
+        pytest.skip("the katapult-async script is not installed next to this Python")
+    interfaces_file = tmp_path / "my interfaces.csv"  # a space: the command must quote it
+    server = subprocess.Popen(
+        [
+            *(str(script), "simulate", "--rate-limit", "50", "--window", "1", "--interfaces", "3"),
+            *("--task-duration", "0.05", "--interfaces-file", str(interfaces_file)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        info: dict[str, str] = {}
+        while "try" not in info:
+            key, _, value = _read_line(server.stdout).partition(":")
+            info[key.strip()] = value.strip()
+        assert re.fullmatch(r"acme \(org_\w+, Acme Ltd, active\)", info["organization"])
+        # pasted as is into a shell, with the script on PATH as after `pip install`
+        env = {k: v for k, v in os.environ.items() if k != "KATAPULT_API_TOKEN"}
+        env["PATH"] = f"{script.parent}{os.pathsep}{env.get('PATH', '')}"
+        done = subprocess.run(
+            ["sh", "-c", info["try"]], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert re.search(r"completed\s*│\s*3", done.stdout), done.stdout
+    finally:
+        _stop(server)
+
+
 @pytest.mark.slow
 def test_bulk_interrupted_then_killed_then_resumed(tmp_path: Path) -> None:
     count = 120

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -131,6 +132,22 @@ def _simulator_config(**options: Any) -> SimulatorConfig:
         raise click.UsageError(str(exc)) from None
 
 
+def _try_command(simulator: KatapultSimulator, interfaces_file: Path | None, window: float) -> str:
+    """A command to paste as is into a shell: ``bulk`` of the interfaces file, else ``profiles``."""
+    command = [
+        f"KATAPULT_API_TOKEN={simulator.token}",
+        "katapult-async",
+        *("--base-url", simulator.base_url),
+    ]
+    if interfaces_file is None:
+        command += ["profiles", "-o", simulator.organization.sub_domain]
+    else:
+        command += ["bulk", str(interfaces_file)]
+        if window != 60:  # the client's default window is the live API's
+            command += ["--window", f"{window:g}"]
+    return shlex.join(command)
+
+
 @click.command()
 @_simulate_options
 @click.pass_context
@@ -157,9 +174,13 @@ def simulate(
         for _ in range(vms):
             vm = simulator.add_virtual_machine(annotations=annotations)
             simulator.add_interfaces(2, vm_id=vm.id)
+
+        def show(label: str, value: object) -> None:
+            click.echo(f"{label + ':':<14}{value}")
+
         if vms:
             shown = ",".join(f"{k}={v}" for k, v in annotations.items()) or "no annotations"
-            click.echo(f"{'vms:':<12}{vms} with {shown}, 2 interfaces each")
+            show("vms", f"{vms} with {shown}, 2 interfaces each")
         limit = f"{rate_limit} requests / {window:g}s ({mode})" if rate_limit else "none"
         for label, value in (
             ("base_url", simulator.base_url),
@@ -168,18 +189,16 @@ def simulate(
             ("rate_limit", limit),
             ("interfaces", f"{len(ids)} on {simulator.default_virtual_machine.id}"),
         ):
-            click.echo(f"{label + ':':<12}{value}")
+            show(label, value)
+        for org in simulator.organizations.values():
+            show("organization", f"{org.sub_domain} ({org.id}, {org.name}, {org.state})")
         if interfaces_file is not None:
             with open(interfaces_file, "w", encoding="utf-8", newline="") as f:
                 writer = csv.writer(f, lineterminator="\n")
                 writer.writerow(INPUT_COLUMNS)
                 writer.writerows((iface, DEMO_TARGET_PROFILE) for iface in ids)
-            click.echo(f"{'wrote:':<12}{interfaces_file}")
-            window_option = f" --window {window:g}" if window != 60 else ""
-            click.echo(
-                f"try:        KATAPULT_API_TOKEN=<token> katapult-async --base-url "
-                f"{simulator.base_url} bulk {interfaces_file}{window_option}"
-            )
+            show("wrote", interfaces_file)
+        show("try", _try_command(simulator, interfaces_file, window))
         click.echo("serving until Ctrl-C")
         sys.stdout.flush()
 

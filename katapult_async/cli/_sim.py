@@ -81,7 +81,9 @@ _CLI_ONLY = ("--interfaces", "--interfaces-file")
 def _config_option(option: ConfigOption) -> Callable[[FC], FC]:
     """The click option of one of the simulator's :func:`~katapult_async.testing.config_options`."""
     kwargs: dict[str, Any]
-    if option.is_flag:
+    if option.multiple:
+        kwargs = {"type": option.type, "multiple": True}
+    elif option.is_flag:
         kwargs = {"flag_value": option.flag_value, "default": option.default}
     elif option.choices:
         kwargs = {"type": click.Choice(option.choices), "default": option.default}

@@ -85,6 +85,18 @@ def _optional_non_negative(
         raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 
 
+def _profile_names(value: object) -> tuple[str, ...]:
+    """``fail_profiles`` as a tuple: from an iterable of names, or a comma-separated string."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, typing.Iterable):
+        raise TypeError(f"fail_profiles must be names of speed profiles, got {value!r}")
+    names = tuple(str(name).strip() for name in value)
+    return tuple(name for name in names if name)
+
+
 def _optional_positive_int(
     _instance: object, attribute: attrs.Attribute[Any], value: int | None
 ) -> None:
@@ -125,6 +137,12 @@ class SimulatorConfig:
             its duration. Never longer than the duration.
         task_failure_rate: Share of tasks that end ``failed``; the interface then reverts.
         task_never_finish_rate: Share of tasks that stay ``running`` forever.
+        task_no_change_rate: Share of tasks that end ``completed`` but change nothing: the
+            interface is put back on its previous profile when the task ends, so that reading
+            it back shows the old profile (to try a rollout's verification).
+        fail_profiles: Speed profiles (ids or permalinks) whose tasks always end ``failed``
+            (the interface then reverts), to make a rollout to a bad target fail on purpose. A
+            string is read as a comma-separated list.
         task_polls: Count task reads instead of time: a task reports ``running`` until its
             ``task_polls``-th read (a ``GET`` of the task that reaches it, not one answered by an
             injected fault), which reports it ``completed``, or ``failed`` as drawn with
@@ -206,6 +224,16 @@ class SimulatorConfig:
         validator=_fraction,
         metadata=_option("share of tasks that never end", "--never-finish-rate"),
     )
+    task_no_change_rate: float = attrs.field(
+        default=0.0,
+        validator=_fraction,
+        metadata=_option("share of tasks that complete but change nothing", "--no-change-rate"),
+    )
+    fail_profiles: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=_profile_names,
+        metadata=_option("a speed profile whose tasks fail (repeatable)", "--fail-profile"),
+    )
     task_polls: int | None = attrs.field(
         default=None,
         validator=_optional_positive_int,
@@ -240,8 +268,11 @@ class SimulatorConfig:
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.task_failure_rate + self.task_never_finish_rate > 1.0:
-            raise ValueError("task_failure_rate + task_never_finish_rate must not exceed 1")
+        rates = self.task_failure_rate + self.task_never_finish_rate + self.task_no_change_rate
+        if rates > 1.0:
+            raise ValueError(
+                "task_failure_rate + task_never_finish_rate + task_no_change_rate must not exceed 1"
+            )
         if not self.allow_non_loopback and not is_loopback_host(self.host):
             raise ValueError(
                 f"refusing to listen on non-loopback host {self.host!r}; "
@@ -267,6 +298,8 @@ class ConfigOption:
         help: A short lowercase phrase with no final period. It names no default other than
             None's meaning, so front ends may show the default their own way.
         choices: The values allowed (from the field's ``Literal`` type), or None for any.
+        multiple: The flag may be given more than once; the option's value is the tuple of its
+            arguments (``--fail-profile 1gbps --fail-profile 10mbps``).
         is_flag: The flag takes no argument: given, it sets the option to ``flag_value``;
             absent, the option keeps ``default``. ``bool`` options are such switches to the
             opposite of their default (``--no-rate-headers`` sets ``rate_limit_headers`` to
@@ -295,6 +328,7 @@ class ConfigOption:
     choices: tuple[str, ...] | None = None
     is_flag: bool = False
     flag_value: OptionValue | None = None
+    multiple: bool = False
 
 
 @functools.cache
@@ -314,7 +348,7 @@ def config_options() -> tuple[ConfigOption, ...]:
         metadata = field.metadata.get(_METADATA_KEY)
         if metadata is None or metadata.flag is None:
             continue
-        value_type, choices = _value_type(hints[field.name])
+        value_type, choices, multiple = _value_type(hints[field.name])
         flag_value = metadata.flag_value
         if value_type is bool:
             flag_value = not field.default
@@ -328,16 +362,21 @@ def config_options() -> tuple[ConfigOption, ...]:
                 choices=choices,
                 is_flag=flag_value is not None,
                 flag_value=flag_value,
+                multiple=multiple,
             )
         )
     return tuple(options)
 
 
-def _value_type(hint: object) -> tuple[type[OptionValue], tuple[str, ...] | None]:
-    """The value type and choices of a field typed ``T``, ``T | None`` or ``Literal[...]``."""
+def _value_type(hint: object) -> tuple[type[OptionValue], tuple[str, ...] | None, bool]:
+    """The value type, choices and whether repeatable, of a field typed ``T``, ``T | None``,
+    ``Literal[...]`` or ``tuple[T, ...]``."""
     if typing.get_origin(hint) is Literal:
-        return str, typing.get_args(hint)
+        return str, typing.get_args(hint), False
+    if typing.get_origin(hint) is tuple:
+        value_type, _ = _value_type(typing.get_args(hint)[0])[:2]
+        return value_type, None, True
     (value_type,) = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
     if value_type not in (bool, int, float, str):
         raise TypeError(f"a command-line option cannot be of type {hint!r}")
-    return typing.cast("type[OptionValue]", value_type), None
+    return typing.cast("type[OptionValue]", value_type), None, False

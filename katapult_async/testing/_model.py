@@ -36,6 +36,9 @@ class TaskOutcome(str, enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     NEVER_FINISHES = "never_finishes"
+    NO_CHANGE = "no_change"
+    """Reported ``completed``, but the interface is put back on its previous profile when the
+    task ends (``SimulatorConfig.task_no_change_rate``): a change that did not stick."""
 
 
 ORGANIZATION_STATES = ("active", "suspended", "not_activated")
@@ -233,7 +236,8 @@ class SimulatedTask:
         if self.finish_on_poll is not None:
             return 5 + int(90 * min(self.polls, self.finish_on_poll) / self.finish_on_poll)
         run = self.created + self.duration - self.starts_at
-        if self.outcome is TaskOutcome.COMPLETED and now >= self.created + self.duration:
+        completes = self.outcome is TaskOutcome.COMPLETED or self.outcome is TaskOutcome.NO_CHANGE
+        if completes and now >= self.created + self.duration:
             return 100
         share = 1.0 if run <= 0 else min(1.0, (now - self.starts_at) / run)
         return 5 + int(90 * share)

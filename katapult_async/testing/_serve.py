@@ -90,6 +90,16 @@ def _add_option(parser: argparse.ArgumentParser, option: ConfigOption) -> None:
             help=option.help,
         )
         return
+    if option.multiple:  # the parsed list becomes the field's tuple (None: the default)
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            type=option.type,
+            action="append",
+            metavar=option.flag.lstrip("-").replace("-", "_").upper(),
+            help=option.help,
+        )
+        return
     help_text = option.help
     if option.default is not None and not option.choices:
         default = option.default

@@ -1,8 +1,8 @@
 """The simulated account: organisation, speed profiles, VMs, interfaces and tasks.
 
 Pure state with no I/O. Tasks are never advanced by timers: their status follows from their
-timestamps whenever it is read, and the one state change a task causes later (a failed task
-reverting its interface) is applied by :meth:`World.settle`, which the simulator calls before
+timestamps whenever it is read, and the one state change a task causes later (a failed or
+``no_change`` task reverting its interface) is applied by :meth:`World.settle`, which the simulator calls before
 every read of interfaces. Pending reverts sit in a heap ordered by finish time, so settling costs
 nothing when nothing is due.
 """
@@ -39,6 +39,8 @@ _PROFILES = (
 )
 _PUBLIC_NETWORK = Network("netw_gVRkZdSKczfNg34P", "Public Network")
 _PRIVATE_NETWORK = Network(opaque_id("netw_", 2), "Private Network")
+_PUT_BACK = (TaskOutcome.FAILED, TaskOutcome.NO_CHANGE)
+"""Task outcomes that put the interface's previous profile back when the task ends."""
 
 
 class World:
@@ -66,6 +68,7 @@ class World:
         # (finishes_at, sequence, task id) of failed tasks whose revert is not applied yet.
         self._due: list[tuple[float, int, str]] = []
         self.latest_finish: float | None = None
+        self._fail_profiles = frozenset(self._profile_id(name) for name in config.fail_profiles)
         self._vm_count = 0
         self._interface_count = 0
         self._task_count = 0
@@ -128,6 +131,12 @@ class World:
         self.vm_interfaces[vm.id] = []
         return vm
 
+    def _profile_id(self, name: str) -> str:
+        try:
+            return self.profile(name).id
+        except KeyError:
+            raise ValueError(f"fail_profiles: no speed profile {name!r}") from None
+
     def profile(self, id_or_permalink: str) -> SimulatedSpeedProfile:
         """Return the profile with this id or permalink; raise KeyError if there is none."""
         profile = self.speed_profiles.get(id_or_permalink)
@@ -177,12 +186,17 @@ class World:
         start_delay = duration * 0.25 if start_delay is None else min(start_delay, duration)
         outcome = TaskOutcome.COMPLETED
         never_rate, failure_rate = config.task_never_finish_rate, config.task_failure_rate
-        if never_rate or failure_rate:
+        no_change_rate = config.task_no_change_rate
+        if never_rate or failure_rate or no_change_rate:
             draw = rng.random()
             if draw < never_rate:
                 outcome = TaskOutcome.NEVER_FINISHES
             elif draw < never_rate + failure_rate:
                 outcome = TaskOutcome.FAILED
+            elif draw < never_rate + failure_rate + no_change_rate:
+                outcome = TaskOutcome.NO_CHANGE
+        if profile.id in self._fail_profiles:
+            outcome = TaskOutcome.FAILED
         task_polls = config.task_polls
         if task_polls is not None:
             # counted by reads, not time: running from the start until the task_polls-th read
@@ -208,7 +222,7 @@ class World:
         if finishes_at is not None:
             if self.latest_finish is None or finishes_at > self.latest_finish:
                 self.latest_finish = finishes_at
-            if outcome is TaskOutcome.FAILED:
+            if outcome in _PUT_BACK:
                 heapq.heappush(self._due, (finishes_at, self._task_count, task.id))
         return task
 
@@ -233,15 +247,15 @@ class World:
         )
         if self.latest_finish is None or now > self.latest_finish:
             self.latest_finish = now
-        if task.outcome is TaskOutcome.FAILED:
+        if task.outcome in _PUT_BACK:
             heapq.heappush(self._due, (now, self._task_count, task.id))
             self.settle(now)
         return task
 
     def settle(self, now: float) -> None:
-        """Apply the reverts of tasks that failed by clock time ``now``.
+        """Apply the reverts of tasks that failed, or changed nothing, by clock time ``now``.
 
-        A failed task restores the interface's previous profile only if its assignment still
+        Such a task restores the interface's previous profile only if its assignment still
         stands, that is no later update was accepted for the interface in the meantime.
         """
         due = self._due

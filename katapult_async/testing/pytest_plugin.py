@@ -12,7 +12,8 @@ Installing ``katapult-async`` registers this module with pytest (the ``pytest11`
   simulator is built from; override it in a conftest to change the defaults of a whole project;
 * the marker ``@pytest.mark.katapult(...)``, taking every field of
   :class:`~katapult_async.testing.SimulatorConfig` (``rate_limit``, ``rate_limit_window``,
-  ``task_duration``, ``task_polls``, ``task_failure_rate``, ``seed``, ...) plus ``interfaces``
+  ``task_duration``, ``task_polls``, ``task_failure_rate``, ``fail_profiles``,
+  ``task_no_change_rate``, ``seed``, ...) plus ``interfaces``
   (how many to add), ``speed_profile`` (their profile, ``"10gbps"`` by default) and
   ``client_options`` (keyword arguments for the ``KatapultClient``). Markers on a class or module
   apply too; the one closest to the test wins for each argument.

@@ -34,6 +34,8 @@ CONFIG_FLAGS = [
     "--task-start-delay",
     "--failure-rate",
     "--never-finish-rate",
+    "--no-change-rate",
+    "--fail-profile",
     "--task-progress",
     "--seed",
     "--latency",
@@ -61,6 +63,7 @@ def test_config_options_name_fields_and_keep_their_defaults() -> None:
         False,
     )
     assert by_name["error_envelope"].flag_value == "flat"
+    assert (by_name["fail_profiles"].multiple, by_name["fail_profiles"].type) == (True, str)
 
 
 def test_command_line_sets_every_option() -> None:
@@ -70,7 +73,8 @@ def test_command_line_sets_every_option() -> None:
         shlex.split(
             "--host ::1 --port 8080 --allow-non-loopback --token t --rate-limit 5 --window 2.5 "
             "--mode sliding --no-rate-headers --flat-errors --task-duration 1 --task-jitter 0.1 "
-            "--task-start-delay 0.2 --failure-rate 0.3 --never-finish-rate 0.4 "
+            "--task-start-delay 0.2 --failure-rate 0.3 --never-finish-rate 0.2 "
+            "--no-change-rate 0.2 --fail-profile 1gbps --fail-profile nsp_OJRYLIcdw01g7apm "
             "--task-progress live --seed 7 --latency 0.01 --no-record --max-recorded 9 "
             "--interfaces 3 --speed-profile 1gbps"
         )
@@ -89,7 +93,9 @@ def test_command_line_sets_every_option() -> None:
         task_duration_jitter=0.1,
         task_start_delay=0.2,
         task_failure_rate=0.3,
-        task_never_finish_rate=0.4,
+        task_never_finish_rate=0.2,
+        task_no_change_rate=0.2,
+        fail_profiles=("1gbps", "nsp_OJRYLIcdw01g7apm"),
         task_progress="live",
         seed=7,
         latency=0.01,

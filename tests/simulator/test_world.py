@@ -150,7 +150,11 @@ async def test_seeded_runs_replay(session: aiohttp.ClientSession) -> None:
     outcomes = []
     for _ in range(2):
         async with KatapultSimulator(
-            seed=7, task_duration_jitter=0.3, task_failure_rate=0.3, task_never_finish_rate=0.1
+            seed=7,
+            task_duration_jitter=0.3,
+            task_failure_rate=0.3,
+            task_never_finish_rate=0.1,
+            task_no_change_rate=0.2,
         ) as sim:
             ids = sim.add_interfaces(20)
             for interface_id in ids:
@@ -252,3 +256,46 @@ def test_task_progress_rejects_unknown_values(value: Any) -> None:
         SimulatorConfig(task_progress=value)
     with pytest.raises((ValueError, TypeError)):
         KatapultSimulator(task_progress=value)
+
+
+async def test_tasks_to_a_fail_profile_fail_and_revert(session: aiohttp.ClientSession) -> None:
+    assert SimulatorConfig(fail_profiles="1gbps, 500mbps").fail_profiles == ("1gbps", "500mbps")
+    with pytest.raises(ValueError, match="fail_profiles: no speed profile 'nosuch'"):
+        KatapultSimulator(fail_profiles=["nosuch"])
+    clock = FakeClock(0.0)
+    async with KatapultSimulator(task_duration=1.0, fail_profiles=["1gbps"], clock=clock) as sim:
+        first, second = sim.add_interfaces(2)
+        bad = await call(session, sim, "PATCH", UPDATE, json_body=update_body(first))
+        good = update_body(second, permalink="100mbps")
+        await call(session, sim, "PATCH", UPDATE, json_body=good)
+        clock.advance(1.0)
+        task = (await call(session, sim, "GET", f"/tasks/{bad.body['task']['id']}")).body["task"]
+        assert task["status"] == "failed"
+        sim.settle()
+        assert sim.interfaces[first].speed_profile_id == profile_id(sim, "10gbps")
+        assert sim.interfaces[second].speed_profile_id == profile_id(sim, "100mbps")
+
+
+async def test_no_change_tasks_complete_and_leave_the_old_profile(
+    session: aiohttp.ClientSession,
+) -> None:
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        SimulatorConfig(task_failure_rate=0.5, task_no_change_rate=0.6)
+    clock = FakeClock(0.0)
+    async with KatapultSimulator(task_duration=1.0, task_no_change_rate=1.0, clock=clock) as sim:
+        [interface_id] = sim.add_interfaces(1)
+        created = await call(session, sim, "PATCH", UPDATE, json_body=update_body(interface_id))
+        assert sim.tasks[created.body["task"]["id"]].outcome is TaskOutcome.NO_CHANGE
+        clock.advance(1.0)
+        task_path = f"/tasks/{created.body['task']['id']}"
+        task = (await call(session, sim, "GET", task_path)).body["task"]
+        assert (task["status"], task["progress"]) == ("completed", 100)
+        reread = await call(
+            session,
+            sim,
+            "GET",
+            INTERFACE,
+            params={"virtual_machine_network_interface[id]": interface_id},
+        )
+        profile = reread.body["virtual_machine_network_interface"]["speed_profile"]
+        assert profile["permalink"] == "10gbps"

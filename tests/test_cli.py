@@ -607,6 +607,22 @@ def test_the_live_display_says_what_the_limit_is_per() -> None:
     assert "limit 50 / 1 s" in result.output  # the display's last frame, printed once when piped
 
 
+def test_an_unterminated_csv_quote_is_reported_as_such(tmp_path: Path) -> None:
+    source = _csv(
+        tmp_path / "quote.csv",
+        [
+            "vmnet_aaaaaaaaaaaaaaaa,1gbps",
+            '"vmnet_bbbbbbbbbbbbbbbb,1gbps',
+            "vmnet_cccccccccccccccc,1gbps",
+        ],
+    )
+    result = invoke(None, "bulk", str(source), "--dry-run")
+    assert "line 3: unterminated quote" in result.output, result.output
+    assert "runs to the end of the file, line 4" in result.output
+    assert "missing column" not in result.output
+    assert "1 valid, 1 invalid" in result.output
+
+
 def test_simulate_refuses_a_non_loopback_host() -> None:
     result = invoke(None, "simulate", "--host", "8.8.8.8")
     assert result.exit_code == 2

@@ -68,6 +68,16 @@ def _check_row(line: int, interface: object, speed_profile: object) -> Row:
     return Row(line, values["interface"], values["speed_profile"], problem)
 
 
+def _csv_problem(exc: csv.Error, start: int, end: int) -> str:
+    """What is wrong with the CSV record that starts on line ``start``, in the user's terms."""
+    if "unexpected end of data" in str(exc):
+        return (
+            "unterminated quote: the quoted value that starts on this line is never closed "
+            f"(it runs to the end of the file, line {end})"
+        )
+    return f"invalid CSV: {exc}"
+
+
 def _detect_format(name: str, first_line: str | None) -> str:
     """``"csv"`` or ``"jsonl"``: by extension, else by a first non-blank character ``{``."""
     suffix = Path(name).suffix.lower()
@@ -117,8 +127,16 @@ class BulkInput:
             yield line.removeprefix("\ufeff") if number == 0 else line
 
     def _read_header(self) -> None:
-        self._csv = csv.reader(self._peeked)
-        header = next(self._csv, None) or []
+        # strict: a quote left open is an error ("unexpected end of data"), not one value that
+        # swallows the rest of the file and then lacks a column
+        self._csv = csv.reader(self._peeked, strict=True)
+        try:
+            header = next(self._csv, None) or []
+        except csv.Error as exc:
+            raise click.UsageError(
+                f"{self.source}: the CSV header cannot be read: "
+                f"{_csv_problem(exc, 1, self._csv.line_num)}"
+            ) from None
         names = [name.strip().lower() for name in header]
         missing = [column for column in INPUT_COLUMNS if column not in names]
         if missing:
@@ -155,7 +173,15 @@ class BulkInput:
         if self._csv is None:  # an empty file
             return
         first, second = self._columns
-        for record in self._csv:
+        while True:
+            start = self._csv.line_num + 1
+            try:
+                record = next(self._csv)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # the reader goes on at the next line
+                yield Row(start, "", "", _csv_problem(exc, start, self._csv.line_num))
+                continue
             if not record or all(not cell.strip() for cell in record):
                 continue
             line = self._csv.line_num

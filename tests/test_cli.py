@@ -588,7 +588,9 @@ def test_bulk_input_problems_that_stop_before_sending(sim: Sim, tmp_path: Path) 
     assert result.exit_code == 2
     assert "must name the columns interface,speed_profile" in result.output
     missing = invoke(sim, "bulk", str(tmp_path / "nope.csv"))
-    assert "No such file" in _one_line_error(missing)
+    assert missing.exit_code == 2, missing.output  # a usage error, as documented
+    assert "cannot open the input file" in missing.output
+    assert "No such file" in missing.output
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     nothing = invoke(sim, "bulk", str(empty))

@@ -100,7 +100,12 @@ class BulkInput:
         self.source = source
         self.is_stdin = source == "-"
         # click.open_file maps "-" to binary stdin and never closes a standard stream
-        self._stream: IO[bytes] = click.open_file(source, "rb")
+        try:
+            self._stream: IO[bytes] = click.open_file(source, "rb")
+        except OSError as exc:  # a file that is not there is a wrong argument: exit status 2
+            raise click.UsageError(
+                f"cannot open the input file {source}: {exc.strerror or exc}"
+            ) from None
         try:
             self._lines = self._decoded()
             peeked: list[str] = []

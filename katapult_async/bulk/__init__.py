@@ -68,6 +68,7 @@ requested profile:
 Lines that cannot be parsed, such as a last line cut short by ``kill -9``, are ignored.
 
 This module holds the entry point and the client protocol; the parts live in private modules:
+``_options`` (``RunOptions``: the keywords as one frozen value, checked once and handed down),
 ``_engine`` (the run: workers, result queue, progress), ``_item`` (one pair's way to its result),
 ``_source`` (the lazy input and pair parsing), ``_journal`` (``JournalRecord`` and the file)
 and ``_seen`` (the duplicate index). Names with a leading underscore are for this package alone.
@@ -81,10 +82,13 @@ import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sized
 from typing import Protocol
 
+import attrs
+
 from katapult_async._callbacks import ProgressCallback
 from katapult_async.bulk._engine import PROGRESS_INTERVAL as PROGRESS_INTERVAL
 from katapult_async.bulk._engine import _BulkRun
 from katapult_async.bulk._item import DEFAULT_CONFIRM_HORIZON as DEFAULT_CONFIRM_HORIZON
+from katapult_async.bulk._options import RunOptions
 from katapult_async.errors import (
     DuplicateItemError,
     JournalInUseError,
@@ -267,15 +271,18 @@ def bulk_update(
         Exception: while iterating, an exception raised by the input iterator, after the items in
             progress have finished and been yielded; an ``OSError`` writing the journal, at once.
     """
-    task_timeout = _renamed_timeout(timeout, task_timeout, stacklevel=3)
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-    if task_timeout is not None and not task_timeout > 0:
-        raise ValueError(f"task_timeout must be positive or None, got {task_timeout!r}")
-    if confirm_horizon is not None and not confirm_horizon >= 0:
-        raise ValueError(f"confirm_horizon must be >= 0 or None, got {confirm_horizon!r}")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
-        raise ValueError(f"total must be a non-negative int or None, got {total!r}")
+    options = RunOptions(
+        concurrency=concurrency,
+        wait=wait,
+        on_progress=on_progress,
+        journal=journal,
+        task_timeout=_renamed_timeout(timeout, task_timeout, stacklevel=3),
+        total=total,
+        journal_fsync=journal_fsync,
+        record_previous=record_previous,
+        confirm_horizon=confirm_horizon,
+        resume=resume,
+    )
     sized_total: int | None = None
     if isinstance(updates, Sized):
         with contextlib.suppress(TypeError):
@@ -284,21 +291,9 @@ def bulk_update(
         raise TypeError(
             f"updates must be an iterable or async iterable of pairs, not {type(updates).__name__}"
         )
-    run = _BulkRun(
-        client,
-        updates,
-        concurrency=concurrency,
-        workers=max(1, min(concurrency, sized_total)) if sized_total is not None else concurrency,
-        wait=wait,
-        on_progress=on_progress,
-        journal_path=os.fspath(journal) if journal is not None else None,
-        task_timeout=task_timeout,
-        total=total if total is not None else sized_total,
-        journal_fsync=journal_fsync,
-        record_previous=record_previous,
-        confirm_horizon=confirm_horizon,
-        resume=resume,
-    )
+    if total is None and sized_total is not None:
+        options = attrs.evolve(options, total=sized_total)
+    run = _BulkRun(client, updates, options, length=sized_total)
     return run.results()
 
 

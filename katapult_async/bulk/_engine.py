@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from katapult_async._callbacks import ProgressCallback, call_callback
 from katapult_async.bulk._item import _ItemProcessor
 from katapult_async.bulk._journal import _Journal
+from katapult_async.bulk._options import RunOptions
 from katapult_async.bulk._source import _PairSource
 from katapult_async.models import BulkProgress, Outcome, UpdateItem, UpdateResult
 
@@ -47,32 +48,19 @@ class _BulkRun:
         self,
         client: SupportsBulkUpdate,
         updates: Iterable[UpdateItem] | AsyncIterable[UpdateItem],
+        options: RunOptions,
         *,
-        concurrency: int,
-        workers: int,
-        wait: bool,
-        on_progress: ProgressCallback[BulkProgress] | None,
-        journal_path: str | None,
-        task_timeout: float | None,
-        total: int | None,
-        journal_fsync: bool = False,
-        record_previous: bool = False,
-        confirm_horizon: float | None = None,
-        resume: bool | None = None,
+        length: int | None = None,
     ) -> None:
         self._client = client
-        self._resume = resume
+        self._options = options
         self._source = _PairSource(updates)
-        self._workers = workers
+        concurrency = options.concurrency
+        # An input of known length needs no more workers than items.
+        self._workers = concurrency if length is None else max(1, min(concurrency, length))
         self._buffer = min(concurrency, _MAX_RESULT_BUFFER)
-        self._wait = wait
-        self._journal_path = journal_path
-        self._timeout = task_timeout
-        self._journal_fsync = journal_fsync
-        self._record_previous = record_previous
-        self._confirm_horizon = confirm_horizon
         self.processor: _ItemProcessor | None = None
-        self._progress = _Progress(client, total=total, on_progress=on_progress)
+        self._progress = _Progress(client, total=options.total, on_progress=options.on_progress)
         self._fatal: BaseException | None = None
         self._journal: _Journal | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -86,11 +74,12 @@ class _BulkRun:
         progress = self._progress
         progress.start()
         try:
-            if self._journal_path is not None:
+            options = self._options
+            if options.journal is not None:
                 # First: a journal another run holds (JournalInUseError) stops it before anything.
-                journal = self._journal = _Journal(self._journal_path, fsync=self._journal_fsync)
+                journal = self._journal = _Journal(options.journal, fsync=options.journal_fsync)
                 previous = journal.previous
-                if journal.begin(self._resume):
+                if journal.begin(options.resume):
                     logger.info("journal %s: resuming its %s run", journal.path, previous)
                 elif previous != "none":
                     logger.info(
@@ -100,13 +89,7 @@ class _BulkRun:
                     )
             self._source.open()
             processor = self.processor = _ItemProcessor(
-                self._client,
-                wait=self._wait,
-                task_timeout=self._timeout,
-                journal=self._journal,
-                progress=progress,
-                record_previous=self._record_previous,
-                confirm_horizon=self._confirm_horizon,
+                self._client, options, journal=self._journal, progress=progress
             )
             queue = self._queue = asyncio.Queue(self._buffer)
             self._live = self._workers

@@ -43,6 +43,7 @@ from katapult_async.models import (
 if TYPE_CHECKING:
     from katapult_async.bulk import SupportsBulkUpdate
     from katapult_async.bulk._engine import _Progress
+    from katapult_async.bulk._options import RunOptions
 
 DEFAULT_CONFIRM_HORIZON = 10.0
 """Seconds a confirmation waits when no task of the name has been seen finishing yet (live
@@ -89,25 +90,22 @@ class _ItemProcessor:
     def __init__(
         self,
         client: SupportsBulkUpdate,
+        options: RunOptions,
         *,
-        wait: bool,
-        task_timeout: float | None,
         journal: _Journal | None,
         progress: _Progress,
-        record_previous: bool = False,
-        confirm_horizon: float | None = None,
     ) -> None:
         self._client = client
-        self._wait = wait
-        self._timeout = task_timeout
+        self._wait = options.wait
+        self._timeout = options.task_timeout
         self._journal = journal
         self._resumable: dict[str, _Resumable] | None = (
             journal.resumable if journal is not None else None
         )
         self._progress = progress
         self._seen = _SeenIndex()
-        self._record_previous = record_previous
-        self._confirm_horizon = confirm_horizon
+        self._record_previous = options.record_previous
+        self._confirm_horizon = options.confirm_horizon
         self._task_name = SPEED_PROFILE_TASK_NAME
         self._finishes: deque[float] = deque(maxlen=_FINISH_SAMPLES)
         self.confirmations = 0

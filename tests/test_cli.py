@@ -227,6 +227,23 @@ def test_help_lists_every_command() -> None:
         assert command in result.output
 
 
+def test_the_group_options_are_listed_once_not_on_every_command(sim: Sim) -> None:
+    group = invoke(None, "--help").output
+    assert "--token-file" in group
+    assert "--base-url" in group
+    for command in ("bulk", "update", "profiles", "simulate", "demo"):
+        shown = invoke(None, command, "--help").output
+        assert "--token-file" not in shown, command
+        assert "--base-url" not in shown, command
+    # still accepted after a command that talks to the API, and not by the simulator's
+    after = ("profiles", "-o", "acme", "--json", "--base-url", sim.base_url)
+    result = invoke(None, *after, env={"KATAPULT_API_TOKEN": sim.token})
+    assert result.exit_code == 0, result.output
+    refused = invoke(None, "simulate", "--base-url", sim.base_url)
+    assert refused.exit_code == 2
+    assert "No such option" in refused.output
+
+
 def test_no_token_is_a_one_line_error(sim: Sim) -> None:
     result = invoke(sim, "update", "vmnet_x", "1gbps", token=False)
     assert "KATAPULT_API_TOKEN" in _one_line_error(result)

@@ -70,6 +70,8 @@ def main(ctx: click.Context, token_file: Path | None, base_url: str, verbose: in
 
     Start with `katapult-async demo`: a bulk update of 500 interfaces against the built-in API
     simulator, paced to its rate limit, with no token needed.
+
+    The options below may also follow the command (`katapult-async bulk FILE --base-url URL`).
     """
     settings = Settings(
         base_url=base_url, token_file=token_file, verbose=verbose, out=output_console()
@@ -89,6 +91,7 @@ main.add_command(undo)
 main.add_command(simulate)
 main.add_command(demo)
 
-# `katapult-async bulk FILE --base-url ...`, as users type them.
+# `katapult-async bulk FILE --base-url ...`, as users type them (not for the simulator's commands,
+# which send nothing to an API).
 for _command in main.commands.values():
-    global_options_after_subcommand(_command)
+    global_options_after_subcommand(_command, api=_command.name not in ("simulate", "demo"))

@@ -153,32 +153,37 @@ def _override_verbose(ctx: click.Context, _param: click.Parameter, value: int) -
             setup_logging(ctx, settings)
 
 
-def global_options_after_subcommand(command: click.Command) -> None:
-    """Accept the group's ``--token-file``, ``--base-url`` and ``-v`` after the subcommand too.
+def global_options_after_subcommand(command: click.Command, *, api: bool = True) -> None:
+    """Accept the group's options after the subcommand too: ``bulk FILE --base-url URL``.
 
-    Given there, they override the group's (they are processed after it).
+    Given there, they override the group's (they are processed after it). They are hidden from
+    the subcommand's help, which would otherwise repeat them on every command: the group's help
+    lists them once. ``api=False`` (the commands that run the simulator, which send nothing to
+    the API) leaves ``--token-file`` and ``--base-url`` out.
     """
+    if api:
+        command.params.extend(
+            [
+                click.Option(
+                    ["--token-file"],
+                    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                    expose_value=False,
+                    callback=_override_token_file,
+                    hidden=True,
+                ),
+                click.Option(
+                    ["--base-url"], expose_value=False, callback=_override_base_url, hidden=True
+                ),
+            ]
+        )
     command.params.extend(
         [
-            click.Option(
-                ["--token-file"],
-                type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                expose_value=False,
-                callback=_override_token_file,
-                help="As before the command: read the API token from this file.",
-            ),
-            click.Option(
-                ["--base-url"],
-                expose_value=False,
-                callback=_override_base_url,
-                help="As before the command: the Katapult Core API base URL.",
-            ),
             click.Option(
                 ["-v", "--verbose"],
                 count=True,
                 expose_value=False,
                 callback=_override_verbose,
-                help="As before the command: -v for INFO, -vv for DEBUG.",
+                hidden=True,
             ),
         ]
     )

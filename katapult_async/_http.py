@@ -4,7 +4,8 @@ This module owns the I/O, and only the I/O: the aiohttp session (and :func:`new_
 rate limiter's acquire and release, the per-request timeout, reading the body under the size cap, and
 the retries (the pure policy of :mod:`katapult_async._retry`, driven by ``backoff``). What a response
 means is decided by the pure :func:`katapult_async._protocol.decode_response`. Endpoint code never
-touches aiohttp.
+touches aiohttp. Each call's state is the context of its log records, and while OpenTelemetry is on
+each attempt is timed and traced by :mod:`katapult_async._telemetry`.
 
 Every call's first attempt is made directly; the ``backoff`` machinery (its wait generator, timing
 and per-try bookkeeping) is entered only after an attempt has failed with a retryable error, and
@@ -23,6 +24,7 @@ import aiohttp
 import attrs
 import backoff
 
+from katapult_async import _telemetry
 from katapult_async._protocol import ResponseMeta, decode_response, read_meta
 from katapult_async._ratelimit import RateLimiter
 from katapult_async._requests import APIRequest
@@ -86,6 +88,7 @@ class _CallState:
     request: APIRequest
     attempts: int = 0
     response_lost: bool = False
+    meta: ResponseMeta | None = None  # the latest attempt's answer (for logs and telemetry)
     # The first attempt's error, made outside ``backoff``; the first retried attempt re-raises it.
     replay: KatapultError | None = None
 
@@ -154,6 +157,14 @@ class HTTPTransport:
             TransportError: when no answer came, after retries.
         """
         state = _CallState(request)
+        # The call's state is the context of its log records (see _telemetry.install_log_context).
+        token = _telemetry.current_call.set(state)
+        try:
+            return await self._call(state)
+        finally:
+            _telemetry.current_call.reset(token)
+
+    async def _call(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         try:
             return await self._attempt(state)
         except KatapultError as exc:
@@ -177,10 +188,28 @@ class HTTPTransport:
         return await self._attempt(state)
 
     async def _attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
-        request = state.request
         session = self._get_session()
-        started = await self._limiter.acquire(request.priority)
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            return await telemetry.attempt(
+                state,
+                self._base_url,
+                self._limiter,
+                lambda: self._acquire(state),
+                lambda started: self._send(state, session, started),
+            )
+        return await self._send(state, session, await self._acquire(state))
+
+    async def _acquire(self, state: _CallState) -> float:
+        started = await self._limiter.acquire(state.request.priority)
         state.attempts += 1
+        state.meta = None
+        return started
+
+    async def _send(
+        self, state: _CallState, session: aiohttp.ClientSession, started: float
+    ) -> tuple[Any, ResponseMeta]:
+        request = state.request
         try:
             async with session.request(
                 request.method,
@@ -190,7 +219,7 @@ class HTTPTransport:
                 **self._send_options,
             ) as resp:
                 headers = resp.headers
-                meta = read_meta(resp.status, headers)
+                meta = state.meta = read_meta(resp.status, headers)
                 self._limiter.observe(
                     permitted=meta.permitted, remaining=meta.remaining, started=started
                 )

@@ -15,6 +15,7 @@ import aiohttp
 
 from katapult_async import _protocol as proto
 from katapult_async import _requests as build
+from katapult_async import _telemetry
 from katapult_async._callbacks import ProgressCallback
 from katapult_async._config import (
     DEFAULT_BASE_URL,
@@ -125,6 +126,7 @@ class KatapultClient:
                 stacklevel=2,
             )
             request_timeout = timeout
+        _telemetry.refresh()  # OpenTelemetry, if the application configured it (the otel extra)
         self._token = token_from(token)
         self.config = config = ClientConfig(
             base_url=validate_base_url(base_url, allow_insecure_http=allow_insecure_http),
@@ -191,6 +193,7 @@ class KatapultClient:
 
     # --- endpoints ---------------------------------------------------------------------------
 
+    @_telemetry.traced("katapult.update_speed_profile", _telemetry.describe_update)
     async def update_speed_profile(
         self,
         interface: str | NetworkInterfaceRef,
@@ -383,8 +386,11 @@ class KatapultClient:
             OrganizationNotFoundError, VirtualMachineNotFoundError, ...: while iterating.
         """
         pairs, vms = check_selection(organization, annotations, virtual_machines)
-        return select_interfaces(
-            self._transport.request_with_meta, organization, pairs, vms, per_page
+        return _telemetry.traced_selection(
+            select_interfaces(
+                self._transport.request_with_meta, organization, pairs, vms, per_page
+            ),
+            organization,
         )
 
     def plan_speed_profiles(

@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from katapult_async import _telemetry
 from katapult_async._callbacks import ProgressCallback, call_callback
 from katapult_async._schedule import MIN_POLL_INTERVAL, Rule, Schedule, Watch
 from katapult_async.errors import TaskFailedError, TaskNotFoundError, TaskTimeoutError
@@ -152,6 +153,7 @@ class TaskPoller:
         """
         return self._schedule.expected_duration(name)
 
+    @_telemetry.traced("katapult.wait_for_task", _telemetry.describe_wait)
     async def wait(
         self,
         task: Task | str,
@@ -248,6 +250,9 @@ class TaskPoller:
             retry_at = None
             misses = 0
             self._schedule.record_fetch(watch, kind, sent, self._clock(), current)
+            telemetry = _telemetry.active
+            if telemetry is not None:
+                telemetry.poll(current)
             result = await self._observe(watch, current, on_progress)
             if result is not None:
                 return result
@@ -277,6 +282,9 @@ class TaskPoller:
             failed = task.status is TaskStatus.FAILED
             self._bump("tasks_finished")
             self._bump("tasks_failed" if failed else "tasks_completed")
+            telemetry = _telemetry.active
+            if telemetry is not None and watch.learn:
+                telemetry.task_finished(task, self._clock() - watch.ref)
         key = (task.status, task.progress)
         if key != watch.last_key:
             watch.last_key = key

@@ -84,6 +84,7 @@ from typing import Protocol
 
 import attrs
 
+from katapult_async import _telemetry
 from katapult_async._callbacks import ProgressCallback
 from katapult_async.bulk._engine import PROGRESS_INTERVAL as PROGRESS_INTERVAL
 from katapult_async.bulk._engine import _BulkRun
@@ -294,7 +295,10 @@ def bulk_update(
     if total is None and sized_total is not None:
         options = attrs.evolve(options, total=sized_total)
     run = _BulkRun(client, updates, options, length=sized_total)
-    return run.results()
+    # While OpenTelemetry is on: the katapult.bulk_update span, and the results counted by outcome.
+    return _telemetry.traced_bulk(
+        run.results(), concurrency=options.concurrency, wait=options.wait, total=options.total
+    )
 
 
 def _renamed_timeout(old: float | None, new: float | None, *, stacklevel: int) -> float | None:

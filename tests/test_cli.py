@@ -642,6 +642,20 @@ def test_an_unterminated_csv_quote_is_reported_as_such(tmp_path: Path) -> None:
     assert "1 valid, 1 invalid" in result.output
 
 
+def test_the_documented_shell_completion_works() -> None:
+    script = Path(sys.executable).with_name("katapult-async")
+    if not script.exists():
+        pytest.skip("the katapult-async script is not installed next to this Python")
+    page = (ROOT / "docs" / "cli.md").read_text()
+    documented = re.findall(r"(_\w+_COMPLETE)=(\w+)_source katapult-async", page)
+    assert {shell for _, shell in documented} == {"bash", "zsh", "fish"}
+    (variable,) = {name for name, _ in documented}
+    env = {**os.environ, variable: "bash_complete", "COMP_WORDS": "katapult-async bu"}
+    env["COMP_CWORD"] = "1"
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30, env=env)
+    assert done.stdout.split() == ["plain,bulk"], done.stdout + done.stderr
+
+
 def test_simulate_refuses_a_non_loopback_host() -> None:
     result = invoke(None, "simulate", "--host", "8.8.8.8")
     assert result.exit_code == 2

@@ -8,6 +8,7 @@ own interfaces through its admin endpoints and read its request log from there.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -656,6 +657,20 @@ def test_the_documented_shell_completion_works() -> None:
     assert done.stdout.split() == ["plain,bulk"], done.stdout + done.stderr
 
 
+def test_the_summary_names_items_an_earlier_run_did_plainly() -> None:
+    from rich.console import Console
+
+    from katapult_async.cli._view import BulkState, print_summary
+    from katapult_async.models import Outcome
+
+    state = BulkState(total=3, wait=True)
+    for resumed in (True, True, False):
+        state.add(Outcome.COMPLETED, resumed=resumed)
+    console = Console(width=100, record=True, file=io.StringIO())
+    print_summary(console, state)
+    assert re.search(r"already done \(earlier run\)\s*│\s*2 │", console.export_text())
+
+
 def test_simulate_refuses_a_non_loopback_host() -> None:
     result = invoke(None, "simulate", "--host", "8.8.8.8")
     assert result.exit_code == 2
@@ -838,7 +853,7 @@ def test_bulk_interrupted_then_killed_then_resumed(tmp_path: Path) -> None:
         # 3. The same command again finishes the job.
         third = start()
         assert third.wait(60) == 0, logs[2].read_text()
-        assert "done per journal" in logs[2].read_text()
+        assert "already done (earlier run)" in logs[2].read_text()
 
         requests = simulator.requests()
         assert not set(simulator.patched(requests[requests_at_kill:])) & completed_at_kill

@@ -194,7 +194,7 @@ def _summary_table(state: BulkState, title: str) -> Table:
     table.add_section()
     table.add_row("total", str(state.done))
     if state.resumed:
-        table.add_row("done per journal (not sent)", str(state.resumed))
+        table.add_row("already done (earlier run)", str(state.resumed))
     table.add_row("wall time", duration(state.elapsed))
     table.add_row("requests", str(state.requests.requests))
     table.add_row("429 responses", str(state.requests.rate_limited))

@@ -1,16 +1,21 @@
-"""A safe rollout's options: :class:`Rollout` (canary, failure thresholds, verification) and the
-:class:`CanaryReport` its ``on_canary`` callback receives."""
+"""A safe rollout: its options, :class:`Rollout` (canary, failure thresholds, verification), the
+:class:`CanaryReport` its ``on_canary`` callback receives, and :class:`RolloutGate`, the policy the
+bulk engine consults before each PATCH (which item may start when, when to halt, which completed
+item to read back). The gate knows nothing of HTTP: it counts results and wakes waiters."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 import attrs
 
+from katapult_async.errors import RolloutHaltedError
 from katapult_async.models import Outcome, UpdateResult
 
-__all__ = ["CanaryCallback", "CanaryReport", "Rollout"]
+__all__ = ["CanaryCallback", "CanaryReport", "Rollout", "RolloutGate"]
 
 
 @attrs.frozen
@@ -115,3 +120,153 @@ class Rollout:
     max_failure_rate: float | None = attrs.field(default=None, validator=_optional_share)
     min_sample: int = attrs.field(default=10, validator=_positive_int)
     verify: float = attrs.field(default=0.0, validator=_share)
+
+
+_CANARY, _DECIDING, _MAIN = "canary", "deciding", "main"
+
+
+@attrs.define
+class _Ticket:
+    """An item let through the gate: it may send its PATCH."""
+
+    canary: bool
+
+
+class RolloutGate:
+    """The rollout's side of a run: which item may send its PATCH when, and when to halt.
+
+    Every item that is about to send a PATCH (or the read before it) waits in :meth:`admit`; its
+    result goes back through :meth:`finish`. The canary's items are let through first and the
+    rest wait until each has finished and ``on_canary`` has agreed; after that an item may start
+    only while the failures still tolerated cover every PATCH in flight, itself included, all
+    failing (the strict rule: ``max_failures=k`` ends with at most ``k + 1`` failures). Items the
+    gate never saw (bad input, results from the journal) do not count.
+
+    Args:
+        rollout: The options.
+        on_halt: Called once, with the error every item not started gets, when the gate halts.
+        stopped: Whether the run stopped for another reason (its items then stop waiting).
+    """
+
+    def __init__(
+        self,
+        rollout: Rollout,
+        *,
+        on_halt: Callable[[RolloutHaltedError], None] | None = None,
+        stopped: Callable[[], bool] | None = None,
+    ) -> None:
+        self.rollout = rollout
+        self._on_halt = on_halt
+        self._stopped = stopped
+        self._cond = asyncio.Condition()
+        self._phase = _CANARY if rollout.canary else _MAIN
+        self._canary_started = 0
+        self._canary_results: list[UpdateResult] = []
+        self.in_flight = 0
+        self.finished = 0
+        self.failures = 0
+        self._completed = 0
+        self.halted: RolloutHaltedError | None = None
+
+    def exceeds(self, failures: int, finished: int) -> bool:
+        """Whether ``failures`` of ``finished`` items are past a threshold (the halt rule)."""
+        rollout = self.rollout
+        if rollout.max_failures is not None and failures > rollout.max_failures:
+            return True
+        rate = rollout.max_failure_rate
+        return rate is not None and finished >= rollout.min_sample and failures / finished > rate
+
+    def _may_start(self) -> bool:
+        if self._phase == _CANARY:
+            return self._canary_started < self.rollout.canary
+        if self._phase == _DECIDING:
+            return False
+        # Strict: even if every PATCH in flight and this one failed, at most one over the limit.
+        n = self.in_flight
+        return not self.exceeds(self.failures + n, self.finished + n)
+
+    async def admit(self) -> _Ticket | RolloutHaltedError | None:
+        """Wait until this item may start: a ticket; or the halt error (the item is skipped);
+        or ``None`` when the run stopped for another reason."""
+        async with self._cond:
+            while True:
+                if self.halted is not None:
+                    return self.halted
+                if self._stopped is not None and self._stopped():
+                    return None
+                if self._may_start():
+                    break
+                await self._cond.wait()
+            canary = self._phase == _CANARY
+            self._canary_started += canary
+            self.in_flight += 1
+            return _Ticket(canary)
+
+    def verify(self, ticket: _Ticket) -> bool:
+        """Whether a completed item is to be read back (every canary item; else an even
+        ``verify`` share of the completed ones)."""
+        share = self.rollout.verify
+        if share <= 0:
+            return False
+        if ticket.canary:
+            return True
+        self._completed += 1
+        return int(self._completed * share) > int((self._completed - 1) * share)
+
+    async def finish(self, ticket: _Ticket, result: UpdateResult) -> None:
+        """Count the result of an item let through; halt, or decide on the canary, if due."""
+        decide = False
+        async with self._cond:
+            self.in_flight -= 1
+            failed = result.outcome in (Outcome.FAILED, Outcome.ERROR)
+            self.finished += 1
+            self.failures += failed
+            if ticket.canary:
+                self._canary_results.append(result)
+                if failed:
+                    self._halt(f"canary item {result.interface_id} failed")
+                elif len(self._canary_results) == self.rollout.canary and self.halted is None:
+                    self._phase = _DECIDING
+                    decide = True
+            elif self.exceeds(self.failures, self.finished):
+                self._halt(self._threshold_reason())
+            self._cond.notify_all()
+        if decide:
+            report = CanaryReport(tuple(self._canary_results))
+            go_on = await _call(self.rollout.on_canary, report)
+            async with self._cond:
+                if go_on is False:
+                    self._halt("on_canary said not to go on")
+                else:
+                    self._phase = _MAIN
+                self._cond.notify_all()
+
+    async def wake(self) -> None:
+        """Make the waiting items look again (the run stopped for another reason)."""
+        async with self._cond:
+            self._cond.notify_all()
+
+    def _threshold_reason(self) -> str:
+        rollout = self.rollout
+        if rollout.max_failures is not None and self.failures > rollout.max_failures:
+            return f"{self.failures} failures exceed max_failures={rollout.max_failures}"
+        return (
+            f"{self.failures} of {self.finished} failed, more than "
+            f"max_failure_rate={rollout.max_failure_rate:g}"
+        )
+
+    def _halt(self, reason: str) -> None:
+        if self.halted is not None:
+            return
+        self.halted = RolloutHaltedError(reason, failures=self.failures, finished=self.finished)
+        if self._on_halt is not None:
+            self._on_halt(self.halted)
+
+
+async def _call(callback: CanaryCallback | None, report: CanaryReport) -> bool | None:
+    if callback is None:
+        return None
+    answer = callback(report)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    return answer

@@ -158,7 +158,7 @@ class RolloutGate:
         self.rollout = rollout
         self._on_halt = on_halt
         self._stopped = stopped
-        self._cond = asyncio.Condition()
+        self._changed = asyncio.Event()  # replaced by a new one each time it is set
         self._phase = _CANARY if rollout.canary else _MAIN
         self._canary_started = 0
         self._canary_results: list[UpdateResult] = []
@@ -188,19 +188,18 @@ class RolloutGate:
     async def admit(self) -> _Ticket | RolloutHaltedError | None:
         """Wait until this item may start: a ticket; or the halt error (the item is skipped);
         or ``None`` when the run stopped for another reason."""
-        async with self._cond:
-            while True:
-                if self.halted is not None:
-                    return self.halted
-                if self._stopped is not None and self._stopped():
-                    return None
-                if self._may_start():
-                    break
-                await self._cond.wait()
-            canary = self._phase == _CANARY
-            self._canary_started += canary
-            self.in_flight += 1
-            return _Ticket(canary)
+        while True:
+            if self.halted is not None:
+                return self.halted
+            if self._stopped is not None and self._stopped():
+                return None
+            if self._may_start():
+                break
+            await self._changed.wait()
+        canary = self._phase == _CANARY
+        self._canary_started += canary
+        self.in_flight += 1
+        return _Ticket(canary)
 
     def verify(self, ticket: _Ticket) -> bool:
         """Whether a completed item is to be read back (every canary item; else an even
@@ -216,35 +215,33 @@ class RolloutGate:
     async def finish(self, ticket: _Ticket, result: UpdateResult) -> None:
         """Count the result of an item let through; halt, or decide on the canary, if due."""
         decide = False
-        async with self._cond:
-            self.in_flight -= 1
-            failed = result.outcome in (Outcome.FAILED, Outcome.ERROR)
-            self.finished += 1
-            self.failures += failed
-            if ticket.canary:
-                self._canary_results.append(result)
-                if failed:
-                    self._halt(f"canary item {result.interface_id} failed")
-                elif len(self._canary_results) == self.rollout.canary and self.halted is None:
-                    self._phase = _DECIDING
-                    decide = True
-            elif self.exceeds(self.failures, self.finished):
-                self._halt(self._threshold_reason())
-            self._cond.notify_all()
+        self.in_flight -= 1
+        failed = result.outcome in (Outcome.FAILED, Outcome.ERROR)
+        self.finished += 1
+        self.failures += failed
+        if ticket.canary:
+            self._canary_results.append(result)
+            if failed:
+                self._halt(f"canary item {result.interface_id} failed")
+            elif len(self._canary_results) == self.rollout.canary and self.halted is None:
+                self._phase = _DECIDING
+                decide = True
+        elif self.exceeds(self.failures, self.finished):
+            self._halt(self._threshold_reason())
+        self.wake()
         if decide:
             report = CanaryReport(tuple(self._canary_results))
             go_on = await _call(self.rollout.on_canary, report)
-            async with self._cond:
-                if go_on is False:
-                    self._halt("on_canary said not to go on")
-                else:
-                    self._phase = _MAIN
-                self._cond.notify_all()
+            if go_on is False:
+                self._halt("on_canary said not to go on")
+            else:
+                self._phase = _MAIN
+            self.wake()
 
-    async def wake(self) -> None:
-        """Make the waiting items look again (the run stopped for another reason)."""
-        async with self._cond:
-            self._cond.notify_all()
+    def wake(self) -> None:
+        """Make the waiting items look again (after a result, or the run stopped otherwise)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _threshold_reason(self) -> str:
         rollout = self.rollout

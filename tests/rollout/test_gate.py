@@ -179,6 +179,6 @@ async def test_a_stopped_run_releases_its_waiters() -> None:
     await asyncio.sleep(0)
     assert not waiter.done()
     stopped = True
-    await gate.wake()
+    gate.wake()
     assert await waiter is None
     assert first is not None

@@ -28,7 +28,7 @@ import attrs
 
 from katapult_async._plan import PlanAction, plan_speed_profiles, profile_matches, profile_text
 from katapult_async.bulk import bulk_update
-from katapult_async.bulk._journal import loads
+from katapult_async.bulk._journal import loads, loads_run
 from katapult_async.errors import DriftedError, NoPreviousProfileError
 from katapult_async.models import Outcome, SpeedProfileRef, UpdateItem, UpdateResult
 
@@ -55,8 +55,15 @@ class JournaledChange:
     previous: str | None
 
 
-def read_changes(journal: str | os.PathLike[str]) -> list[JournaledChange]:
+def read_changes(
+    journal: str | os.PathLike[str], *, last_run: bool = False
+) -> list[JournaledChange]:
     """The changes a journaled run completed, one per interface (its latest result decides).
+
+    Args:
+        journal: The journal.
+        last_run: Only the journal's last run (from its last ``started`` line that does not
+            resume the run before it); by default every run the journal holds.
 
     Raises:
         OSError: the journal cannot be read.
@@ -65,7 +72,12 @@ def read_changes(journal: str | os.PathLike[str]) -> list[JournaledChange]:
     with open(journal, "rb") as f:
         for line in f:
             record = loads(line)
-            if record is None or record.event != "result":
+            if record is None:
+                boundary = loads_run(line) if last_run else None
+                if boundary is not None and boundary.status == "started" and not boundary.resumed:
+                    latest.clear()
+                continue
+            if record.event != "result":
                 continue
             if record.outcome is Outcome.COMPLETED:
                 latest[record.interface_id] = JournaledChange(
@@ -91,6 +103,7 @@ def revert_speed_profiles(
     on_progress: ProgressCallback[BulkProgress] | None = None,
     task_timeout: float | None = None,
     journal_fsync: bool = False,
+    last_run: bool = False,
 ) -> AsyncGenerator[UpdateResult, None]:
     """Put every interface a journaled run changed back on its previous profile.
 
@@ -111,12 +124,14 @@ def revert_speed_profiles(
         on_progress: As for :func:`~katapult_async.bulk.bulk_update`, for the reverts sent.
         task_timeout: Seconds to wait for each revert's task.
         journal_fsync: As for :func:`~katapult_async.bulk.bulk_update`.
+        last_run: Revert only the journal's last run (a run resumed after a halt or a crash
+            included); by default every completed change the journal holds.
 
     Raises:
         OSError: at once, when ``journal`` cannot be read.
         ValueError: at once, for invalid options.
     """
-    changes = read_changes(journal)
+    changes = read_changes(journal, last_run=last_run)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     own_journal = revert_journal if revert_journal is not None else revert_journal_path(journal)

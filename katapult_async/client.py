@@ -432,6 +432,7 @@ class KatapultClient:
         on_progress: ProgressCallback[BulkProgress] | None = None,
         task_timeout: float | None = None,
         journal_fsync: bool = False,
+        last_run: bool = False,
     ) -> AsyncGenerator[UpdateResult, None]:
         """Put every interface a journaled bulk run changed back on its previous profile.
 
@@ -441,7 +442,7 @@ class KatapultClient:
         previous profile (``SKIPPED``, :class:`NoPreviousProfileError`), or ``FAILED``/``ERROR``.
         Each interface is read before its revert (paced); the reverts are a bulk run of their
         own, journaled in ``revert_journal`` (default ``JOURNAL.undo.jsonl``), so that a rerun
-        resumes them.
+        resumes them. ``last_run=True`` reverts only the journal's last run (resumed or not).
 
         See :func:`katapult_async._revert.revert_speed_profiles` for the details.
         """
@@ -456,6 +457,7 @@ class KatapultClient:
             on_progress=on_progress,
             task_timeout=task_timeout,
             journal_fsync=journal_fsync,
+            last_run=last_run,
         )
 
     def bulk_update_speed_profiles(

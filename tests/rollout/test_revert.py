@@ -86,3 +86,22 @@ async def test_revert_of_a_missing_journal_raises_at_once(
 ) -> None:
     with pytest.raises(OSError):
         katapult_client.revert_speed_profiles(tmp_path / "nope.jsonl")
+
+
+@pytest.mark.katapult(interfaces=2)
+async def test_last_run_reverts_only_the_journals_last_run(
+    katapult_simulator: KatapultSimulator,
+    katapult_client: KatapultClient,
+    katapult_interfaces: list[str],
+    tmp_path: Path,
+) -> None:
+    first, second = katapult_interfaces
+    journal = tmp_path / "runs.jsonl"
+    await run(katapult_client, [(first, "1gbps", "10gbps"), (second, "1gbps", "10gbps")], journal)
+    await run(katapult_client, [(second, "500mbps", "1gbps")], journal)  # a new run
+    results = await revert(katapult_client, journal, last_run=True)
+    assert [(r.interface_id, r.outcome) for r in results] == [(second, Outcome.COMPLETED)]
+    assert (profile_of(katapult_simulator, first), profile_of(katapult_simulator, second)) == (
+        "1gbps",
+        "1gbps",
+    )

@@ -8,7 +8,11 @@ too, so an unclosed session or server fails the inner run).
 from __future__ import annotations
 
 import gc
+import importlib
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -264,3 +268,36 @@ def test_the_documented_example_file_passes_as_written_from_a_bare_folder(
         "-p", "no:cacheprovider", "-W", "error", "-W", _LOOP_SCOPE_UNSET, *options
     )
     result.assert_outcomes(passed=5)
+
+
+def test_importing_the_plugin_imports_neither_aiohttp_nor_the_library() -> None:
+    """pytest imports the plugin whenever it starts, in any project with the package installed:
+    that must not load aiohttp, attrs, cattrs or the client (about 0.3 s) into every test run."""
+    code = (
+        "import json, sys\n"
+        "import katapult_async.testing.pytest_plugin\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(json.loads(done.stdout))
+    heavy = {"aiohttp", "attrs", "cattrs", "backoff", "katapult_async.client"}
+    assert loaded & heavy == set()
+    assert {m for m in loaded if m.startswith("katapult_async")} == {
+        "katapult_async",
+        "katapult_async._lazy",
+        "katapult_async._version",
+        "katapult_async.testing",
+        "katapult_async.testing.pytest_plugin",
+    }
+
+
+@pytest.mark.parametrize("package", ["katapult_async", "katapult_async.testing"])
+def test_every_lazily_exported_name_imports(package: str) -> None:
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        module.no_such_name  # noqa: B018
+    assert importlib.import_module("katapult_async").client.KatapultClient is not None

@@ -48,31 +48,34 @@ lists the options of :class:`SimulatorConfig` that belong on a command line, for
 
 import typing as _typing
 
-from ._config import (
-    ConfigOption,
-    ErrorEnvelope,
-    OptionValue,
-    RateLimitMode,
-    SimulatorConfig,
-    TaskProgress,
-    config_options,
-)
-from ._faults import FaultKind, FaultRule
-from ._model import (
-    ApiToken,
-    Network,
-    Organization,
-    RecordedRequest,
-    SimulatedInterface,
-    SimulatedSpeedProfile,
-    SimulatedTask,
-    SimulatedTaskStatus,
-    SimulatorStats,
-    TaskOutcome,
-    VirtualMachine,
-)
-from ._serve import build_parser, config_from_args, serve
-from ._simulator import KatapultSimulator
+from katapult_async._lazy import lazy_attributes as _lazy_attributes
+
+if _typing.TYPE_CHECKING:  # at run time each name is imported on first use: see the end
+    from ._config import (
+        ConfigOption,
+        ErrorEnvelope,
+        OptionValue,
+        RateLimitMode,
+        SimulatorConfig,
+        TaskProgress,
+        config_options,
+    )
+    from ._faults import FaultKind, FaultRule
+    from ._model import (
+        ApiToken,
+        Network,
+        Organization,
+        RecordedRequest,
+        SimulatedInterface,
+        SimulatedSpeedProfile,
+        SimulatedTask,
+        SimulatedTaskStatus,
+        SimulatorStats,
+        TaskOutcome,
+        VirtualMachine,
+    )
+    from ._serve import build_parser, config_from_args, serve
+    from ._simulator import KatapultSimulator
 
 __all__ = [
     "ApiToken",
@@ -112,10 +115,18 @@ if _typing.TYPE_CHECKING:
     TaskStatus = SimulatedTaskStatus
 
 
+# Importing the package imports nothing more: pytest imports our plugin (a module of this package)
+# whenever it starts, and the simulator needs aiohttp's server. A name imports its module on first
+# use.
+_public_attribute = _lazy_attributes(
+    __name__, __all__, ("_config", "_faults", "_model", "_serve", "_simulator"), globals()
+)
+
+
 def __getattr__(name: str) -> object:
     new_name = _DEPRECATED.get(name)
     if new_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _public_attribute(name)
     import warnings
 
     warnings.warn(
@@ -123,4 +134,8 @@ def __getattr__(name: str) -> object:
         DeprecationWarning,
         stacklevel=2,
     )
-    return globals()[new_name]
+    return _public_attribute(new_name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -18,6 +18,7 @@ from typing import Protocol, TypeAlias
 
 import attrs
 
+from katapult_async import _telemetry
 from katapult_async.errors import DuplicateItemError, KatapultError
 from katapult_async.models import (
     NetworkInterface,
@@ -134,7 +135,11 @@ def plan_speed_profiles(
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     target = SpeedProfileRef.parse(speed_profile) if speed_profile is not None else None
-    return _plan(client, interfaces, target, concurrency)
+    return _telemetry.traced_iteration(
+        "katapult.plan_speed_profiles",
+        _plan(client, interfaces, target, concurrency),
+        concurrency=concurrency,
+    )
 
 
 async def _plan(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from katapult_async import _telemetry
 from katapult_async._plan import PlanAction, plan_speed_profiles, profile_matches, profile_text
 from katapult_async.bulk import bulk_update
 from katapult_async.bulk._journal import loads, loads_run
@@ -186,7 +187,9 @@ def revert_speed_profiles(
         while decided:
             yield decided.popleft()
 
-    return results()
+    return _telemetry.traced_iteration(
+        "katapult.revert_speed_profiles", results(), changes=len(changes), force=force
+    )
 
 
 def _result(

@@ -54,7 +54,7 @@ from katapult_async._protocol import ResponseMeta
 from katapult_async._requests import APIRequest
 from katapult_async._version import __version__
 from katapult_async.errors import KatapultError
-from katapult_async.models import NetworkInterface, Task, UpdateResult
+from katapult_async.models import Task, UpdateResult
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -72,8 +72,7 @@ __all__ = [
     "refresh",
     "request_ids",
     "traced",
-    "traced_bulk",
-    "traced_selection",
+    "traced_iteration",
     "use",
 ]
 
@@ -260,27 +259,18 @@ def traced(
     return decorate
 
 
-def traced_bulk(
-    results: AsyncGenerator[UpdateResult, None], **options: Any
-) -> AsyncGenerator[UpdateResult, None]:
-    """``results``, with the ``katapult.bulk_update`` span and result counts while telemetry is on.
+def traced_iteration(
+    name: str, items: AsyncGenerator[T, None], **options: Any
+) -> AsyncGenerator[T, None]:
+    """``items`` (what a public call that iterates returns), in the span ``name`` while telemetry
+    is on, what it yields counted (see :data:`_ITERATIONS`); ``items`` itself when it is off.
 
-    Returns ``results`` itself when it is off. ``options`` become ``katapult.bulk.*`` attributes.
+    ``options`` that are plain values become the span's ``<prefix>.<option>`` attributes.
     """
     telemetry = active
     if telemetry is None:
-        return results
-    return telemetry.bulk(results, options)
-
-
-def traced_selection(
-    interfaces: AsyncGenerator[NetworkInterface, None], organization: str | None
-) -> AsyncGenerator[NetworkInterface, None]:
-    """``interfaces``, with the ``katapult.select_interfaces`` span while telemetry is on."""
-    telemetry = active
-    if telemetry is None:
-        return interfaces
-    return telemetry.selection(interfaces, organization)
+        return items
+    return telemetry.iteration(name, items, options)
 
 
 def describe_update(
@@ -338,6 +328,24 @@ def _route(base_url: str, path: str) -> tuple[str, int, str]:
     parts = urlsplit(base_url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return parts.hostname or "", port, parts.path.rstrip("/") + path
+
+
+def _outcome(result: UpdateResult) -> str:
+    return result.outcome.value
+
+
+def _action(item: Any) -> str:
+    return str(item.action.value)
+
+
+_ITERATIONS: dict[str, tuple[str, Callable[[Any], str | None], bool]] = {
+    # span name: (attribute prefix, an item's key to count by, whether katapult.bulk.results too)
+    "katapult.bulk_update": ("katapult.bulk", _outcome, True),
+    "katapult.revert_speed_profiles": ("katapult.revert", _outcome, False),
+    "katapult.plan_speed_profiles": ("katapult.plan", _action, False),
+    "katapult.select_interfaces": ("katapult.select", lambda _interface: None, False),
+}
+"""How each public call that iterates counts what it yields."""
 
 
 class Telemetry:
@@ -570,47 +578,36 @@ class Telemetry:
         )
         span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, _message(exc)))
 
-    def bulk(
-        self, results: AsyncGenerator[UpdateResult, None], options: Mapping[str, Any]
-    ) -> AsyncGenerator[UpdateResult, None]:
-        """``results`` in a ``katapult.bulk_update`` span, each counted by outcome."""
+    def iteration(
+        self, name: str, items: AsyncGenerator[T, None], options: Mapping[str, Any]
+    ) -> AsyncGenerator[T, None]:
+        """``items`` in the INTERNAL span ``name``; what it yields counted, the counts set on the
+        span when it ends (``<prefix>.results`` and ``<prefix>.<key>``)."""
+        prefix, key, counted = _ITERATIONS[name]
         counts: collections.Counter[str] = collections.Counter()
+        total = 0
         add = self._results.add
 
-        def count(result: UpdateResult) -> None:
-            outcome = result.outcome.value
-            counts[outcome] += 1
-            add(1, {"katapult.bulk.outcome": outcome})
+        def count(item: T) -> None:
+            nonlocal total
+            total += 1
+            value = key(item)
+            if value is not None:
+                counts[value] += 1
+                if counted:
+                    add(1, {f"{prefix}.outcome": value})
 
         def finish(span: Span) -> None:
-            span.set_attribute("katapult.bulk.results", sum(counts.values()))
-            for outcome, number in counts.items():
-                span.set_attribute(f"katapult.bulk.{outcome}", number)
+            span.set_attribute(f"{prefix}.results", total)
+            for value, number in counts.items():
+                span.set_attribute(f"{prefix}.{value}", number)
 
         attributes: Attributes = {
-            f"katapult.bulk.{key}": value
-            for key, value in options.items()
+            f"{prefix}.{option}": value
+            for option, value in options.items()
             if isinstance(value, (str, int, float, bool))
         }
-        return self._iterate("katapult.bulk_update", attributes, results, count, finish)
-
-    def selection(
-        self, interfaces: AsyncGenerator[NetworkInterface, None], organization: str | None
-    ) -> AsyncGenerator[NetworkInterface, None]:
-        """``interfaces`` in a ``katapult.select_interfaces`` span, counted."""
-        found = 0
-
-        def count(_interface: NetworkInterface) -> None:
-            nonlocal found
-            found += 1
-
-        def finish(span: Span) -> None:
-            span.set_attribute("katapult.select.interfaces", found)
-
-        attributes: Attributes = {}
-        if organization is not None:
-            attributes["katapult.organization"] = organization
-        return self._iterate("katapult.select_interfaces", attributes, interfaces, count, finish)
+        return self._iterate(name, attributes, items, count, finish)
 
     async def _iterate(
         self,

@@ -386,11 +386,12 @@ class KatapultClient:
             OrganizationNotFoundError, VirtualMachineNotFoundError, ...: while iterating.
         """
         pairs, vms = check_selection(organization, annotations, virtual_machines)
-        return _telemetry.traced_selection(
+        return _telemetry.traced_iteration(
+            "katapult.select_interfaces",
             select_interfaces(
                 self._transport.request_with_meta, organization, pairs, vms, per_page
             ),
-            organization,
+            organization=organization,
         )
 
     def plan_speed_profiles(

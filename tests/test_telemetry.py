@@ -208,9 +208,41 @@ async def test_select_interfaces_is_one_span_around_its_pages(otel: Recorded) ->
         async with client_for(sim) as client:
             found = [i async for i in client.select_interfaces(virtual_machines=[vm.id])]
         (select,) = otel.named("katapult.select_interfaces")
-        assert select.attributes["katapult.select.interfaces"] == len(found) == 2
+        assert select.attributes["katapult.select.results"] == len(found) == 2
         (page,) = client_spans(otel.spans(), "GET")
         assert page.parent.span_id == select.context.span_id
+
+
+async def test_plan_and_revert_are_spans_with_their_counts(otel: Recorded, tmp_path: Path) -> None:
+    async with KatapultSimulator(task_duration=0.05) as sim:
+        ifaces = sim.add_interfaces(3, speed_profile="10gbps")
+        (unchanged,) = sim.add_interfaces(1, speed_profile="1gbps")
+        journal = tmp_path / "run.jsonl"
+        async with client_for(sim) as client:
+            items = [i async for i in client.plan_speed_profiles([*ifaces, unchanged], "1gbps")]
+            (plan,) = otel.named("katapult.plan_speed_profiles")
+            assert plan.attributes["katapult.plan.results"] == 4
+            assert plan.attributes["katapult.plan.change"] == 3
+            assert plan.attributes["katapult.plan.unchanged"] == 1
+            reads = client_spans(otel.spans(), "GET")
+            assert len(reads) == 4
+            assert {s.parent.span_id for s in reads} == {plan.context.span_id}
+            pairs = [
+                (i.interface_id, "1gbps", "10gbps") for i in items if i.action.value == "change"
+            ]
+            async for _ in client.bulk_update_speed_profiles(pairs, journal=journal):
+                pass
+            otel.exporter.clear()
+            reverted = [r async for r in client.revert_speed_profiles(journal)]
+        assert [r.outcome.value for r in reverted] == ["completed"] * 3
+        (revert,) = otel.named("katapult.revert_speed_profiles")
+        assert revert.parent is None
+        assert revert.attributes["katapult.revert.results"] == 3
+        assert revert.attributes["katapult.revert.completed"] == 3
+        # the revert's own bulk run is below it
+        (run,) = otel.named("katapult.bulk_update")
+        assert run.parent.span_id == revert.context.span_id
+        assert run.attributes["katapult.bulk.completed"] == 3
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -390,6 +422,26 @@ async def run_python(code: str, *args: str, env: dict[str, str] | None = None) -
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     return out.decode(), err.decode()
+
+
+async def test_the_cli_writes_json_log_lines_with_the_context() -> None:
+    async with KatapultSimulator() as sim:
+        (iface,) = sim.add_interfaces(1)
+        sim.inject(FaultKind.SERVICE_UNAVAILABLE, times=1, method="PATCH")
+        _, err = await run_python(
+            "from katapult_async.cli import main; main()",
+            *("--base-url", sim.base_url, "--log-format", "json", "-v", "update", iface, "1gbps"),
+            env={"KATAPULT_API_TOKEN": sim.token, "PATH": ""},
+        )
+        recorded = sim.requests
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert sim.token not in err
+    (retry,) = [line for line in lines if line["message"].startswith("retrying")]
+    assert retry["level"] == "INFO"
+    assert retry["logger"] == "katapult_async"
+    assert retry["request_id"] == recorded[0].request_id
+    assert retry["interface_id"] == iface
+    assert retry["attempt"] == 1
 
 
 async def test_the_package_imports_and_runs_without_opentelemetry() -> None:

@@ -89,7 +89,7 @@ from katapult_async._callbacks import ProgressCallback
 from katapult_async.bulk._engine import PROGRESS_INTERVAL as PROGRESS_INTERVAL
 from katapult_async.bulk._engine import _BulkRun
 from katapult_async.bulk._item import DEFAULT_CONFIRM_HORIZON as DEFAULT_CONFIRM_HORIZON
-from katapult_async.bulk._options import RunOptions
+from katapult_async.bulk._options import RunOptions as _RunOptions
 from katapult_async.errors import (
     DuplicateItemError,
     JournalInUseError,
@@ -272,7 +272,7 @@ def bulk_update(
         Exception: while iterating, an exception raised by the input iterator, after the items in
             progress have finished and been yielded; an ``OSError`` writing the journal, at once.
     """
-    options = RunOptions(
+    options = _RunOptions(
         concurrency=concurrency,
         wait=wait,
         on_progress=on_progress,
@@ -296,8 +296,12 @@ def bulk_update(
         options = attrs.evolve(options, total=sized_total)
     run = _BulkRun(client, updates, options, length=sized_total)
     # While OpenTelemetry is on: the katapult.bulk_update span, and the results counted by outcome.
-    return _telemetry.traced_bulk(
-        run.results(), concurrency=options.concurrency, wait=options.wait, total=options.total
+    return _telemetry.traced_iteration(
+        "katapult.bulk_update",
+        run.results(),
+        concurrency=options.concurrency,
+        wait=options.wait,
+        total=options.total,
     )
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import click
 
 from katapult_async.cli._app import (
+    LOG_FORMATS,
     Settings,
     global_options_after_subcommand,
     output_console,
@@ -63,9 +64,19 @@ __all__ = ["main"]
     help="Katapult Core API base URL. Plain http:// is refused unless the host is loopback.",
 )
 @click.option("-v", "--verbose", count=True, help="Log to stderr: -v for INFO, -vv for DEBUG.")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="How logs look on stderr: text, or JSON lines carrying request_id, interface_id, "
+    "task_id and attempt where known (then WARNING and up even without -v).",
+)
 @click.version_option(package_name="katapult-async", prog_name="katapult-async")
 @click.pass_context
-def main(ctx: click.Context, token_file: Path | None, base_url: str, verbose: int) -> None:
+def main(
+    ctx: click.Context, token_file: Path | None, base_url: str, verbose: int, log_format: str
+) -> None:
     """Change the network speed profiles of Katapult VM network interfaces.
 
     Start with `katapult-async demo`: a bulk update of 500 interfaces against the built-in API
@@ -74,7 +85,11 @@ def main(ctx: click.Context, token_file: Path | None, base_url: str, verbose: in
     The options below may also follow the command (`katapult-async bulk FILE --base-url URL`).
     """
     settings = Settings(
-        base_url=base_url, token_file=token_file, verbose=verbose, out=output_console()
+        base_url=base_url,
+        token_file=token_file,
+        verbose=verbose,
+        out=output_console(),
+        log_format=log_format,
     )
     settings.remember_secret(os.environ.get(TOKEN_ENV_VAR))
     ctx.obj = settings

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime
+import json
 import logging
 import os
 import signal
@@ -27,6 +29,8 @@ from katapult_async.errors import KatapultError
 
 T = TypeVar("T")
 FC = TypeVar("FC", bound=Callable[..., Any])
+
+LOG_FORMATS = ("text", "json")
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -61,6 +65,8 @@ class Settings:
     verbose: int
     out: Console
     secrets: list[str] = attrs.field(factory=list)
+    log_format: str = "text"  # or "json" (--log-format)
+    log_handler: logging.Handler | None = None  # the handler setup_logging installed
 
     def remember_secret(self, value: str | None) -> None:
         """Add a value that must never be shown (the token) to the redaction list."""
@@ -134,6 +140,42 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+LOG_CONTEXT_FIELDS = ("request_id", "interface_id", "task_id", "attempt")
+"""The record attributes the library sets where known (see ``katapult_async._telemetry``)."""
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the context fields the
+    record carries and the exception, if any; secrets redacted from the whole line."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        entry: dict[str, Any] = {
+            "time": created.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in LOG_CONTEXT_FIELDS:
+            value = record.__dict__.get(key)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return self._redact(json.dumps(entry, default=str))
+
+
+def _override_log_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        settings = settings_of(ctx)
+        settings.log_format = value
+        setup_logging(ctx, settings)
+
+
 def _override_token_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
     if value is not None:
         settings_of(ctx).token_file = value
@@ -185,29 +227,51 @@ def global_options_after_subcommand(command: click.Command, *, api: bool = True)
                 callback=_override_verbose,
                 hidden=True,
             ),
+            click.Option(
+                ["--log-format"],
+                type=click.Choice(LOG_FORMATS),
+                expose_value=False,
+                callback=_override_log_format,
+                hidden=True,
+            ),
         ]
     )
 
 
 def setup_logging(ctx: click.Context, settings: Settings) -> None:
-    """Log the library's records to stderr through rich at INFO (``-v``) or DEBUG (``-vv``)."""
-    if not settings.verbose:
+    """Log the library's records to stderr at INFO (``-v``) or DEBUG (``-vv``): through rich, or
+    with ``--log-format json`` as JSON lines (then WARNING and up even without ``-v``). Called
+    again (an option given after the command), it replaces the handler it installed."""
+    json_lines = settings.log_format == "json"
+    if not settings.verbose and not json_lines:
         return
-    handler = RichHandler(
-        console=Console(stderr=True), show_path=settings.verbose > 1, rich_tracebacks=False
-    )
-    handler.addFilter(_RedactingFilter(settings))
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     package_logger = logging.getLogger("katapult_async")
-    previous = package_logger.level
-    package_logger.setLevel(logging.DEBUG if settings.verbose > 1 else logging.INFO)
+    if settings.log_handler is None:
+        previous = package_logger.level
+
+        def restore() -> None:
+            if settings.log_handler is not None:
+                package_logger.removeHandler(settings.log_handler)
+                settings.log_handler = None
+            package_logger.setLevel(previous)
+
+        ctx.call_on_close(restore)
+    else:
+        package_logger.removeHandler(settings.log_handler)
+    handler: logging.Handler
+    if json_lines:
+        handler = logging.StreamHandler()  # sys.stderr
+        handler.setFormatter(JsonLinesFormatter(settings.redact))
+    else:
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=settings.verbose > 1, rich_tracebacks=False
+        )
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter(settings))
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    package_logger.setLevel(levels.get(settings.verbose, logging.DEBUG))
     package_logger.addHandler(handler)
-
-    def restore() -> None:
-        package_logger.removeHandler(handler)
-        package_logger.setLevel(previous)
-
-    ctx.call_on_close(restore)
+    settings.log_handler = handler
 
 
 def run_command(

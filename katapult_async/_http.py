@@ -160,24 +160,21 @@ class HTTPTransport:
         # The call's state is the context of its log records (see _telemetry.install_log_context).
         token = _telemetry.current_call.set(state)
         try:
-            return await self._call(state)
-        finally:
-            _telemetry.current_call.reset(token)
-
-    async def _call(self, state: _CallState) -> tuple[Any, ResponseMeta]:
-        try:
-            return await self._attempt(state)
-        except KatapultError as exc:
-            if self._config.max_retries == 0 or not should_retry(exc):
+            try:
+                return await self._attempt(state)
+            except KatapultError as exc:
+                if self._config.max_retries == 0 or not should_retry(exc):
+                    exc.attempts = state.attempts
+                    raise
+                state.replay = exc
+            try:
+                result: tuple[Any, ResponseMeta] = await self._retrying(state)
+                return result
+            except KatapultError as exc:
                 exc.attempts = state.attempts
                 raise
-            state.replay = exc
-        try:
-            result: tuple[Any, ResponseMeta] = await self._retrying(state)
-            return result
-        except KatapultError as exc:
-            exc.attempts = state.attempts
-            raise
+        finally:
+            _telemetry.current_call.reset(token)
 
     async def _retry_attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         """An attempt under ``backoff``; the first one replays the error of the direct attempt."""
@@ -198,18 +195,22 @@ class HTTPTransport:
                 lambda: self._acquire(state),
                 lambda started: self._send(state, session, started),
             )
-        return await self._send(state, session, await self._acquire(state))
-
-    async def _acquire(self, state: _CallState) -> float:
+        # _acquire's two lines, inline: the untraced path pays for no extra coroutine
         started = await self._limiter.acquire(state.request.priority)
         state.attempts += 1
-        state.meta = None
+        return await self._send(state, session, started)
+
+    async def _acquire(self, state: _CallState) -> float:
+        """Wait for a start slot and count the attempt (the first half of a traced attempt)."""
+        started = await self._limiter.acquire(state.request.priority)
+        state.attempts += 1
         return started
 
     async def _send(
         self, state: _CallState, session: aiohttp.ClientSession, started: float
     ) -> tuple[Any, ResponseMeta]:
         request = state.request
+        state.meta = None
         try:
             async with session.request(
                 request.method,

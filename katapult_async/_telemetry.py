@@ -47,7 +47,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 from katapult_async._protocol import ResponseMeta
@@ -191,6 +191,7 @@ def refresh() -> Telemetry | None:
         active = None
     elif active is None or active.providers != providers:
         active = Telemetry(*providers)
+    _swap()
     return active
 
 
@@ -210,6 +211,7 @@ def use(
     active = Telemetry(
         tracer_provider or trace.NoOpTracerProvider(), meter_provider or metrics.NoOpMeterProvider()
     )
+    _swap()
     return active
 
 
@@ -237,24 +239,61 @@ def _global_providers() -> tuple[TracerProvider, MeterProvider] | None:
 # --- what the rest of the package calls ---------------------------------------------------------
 
 
+class _Traced:
+    """A method made a traced public call by :func:`traced`.
+
+    In the class body it replaces itself by the plain method (``__set_name__``), and
+    :func:`_swap` puts the traced version in its place while telemetry is on: when it is off,
+    calling the method costs nothing more than calling the plain function.
+    """
+
+    def __init__(self, name: str, describe: Callable[..., Attributes], fn: Any) -> None:
+        self.name = name
+        self.describe = describe
+        self.fn = fn
+        self.owner: type | None = None
+        self.attribute = ""
+
+        @functools.wraps(fn)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            telemetry = active
+            if telemetry is None:  # turned off since the swap
+                return await fn(*args, **kwargs)
+            return await telemetry.call(name, describe(*args, **kwargs), fn(*args, **kwargs))
+
+        self.traced = call
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.owner, self.attribute = owner, attribute
+        _TRACED.append(self)
+        self.swap()
+
+    def swap(self) -> None:
+        """Put the traced method in the class while telemetry is on, else the plain one."""
+        setattr(self.owner, self.attribute, self.traced if active is not None else self.fn)
+
+
+_TRACED: list[_Traced] = []
+
+
+def _swap() -> None:
+    for method in _TRACED:
+        method.swap()
+
+
 def traced(
     name: str, describe: Callable[..., Attributes]
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
-    """Make an async method a public call with an INTERNAL span ``name`` while telemetry is on.
+    """Make an async method a public call, in an INTERNAL span ``name`` while telemetry is on
+    (and plain, at no cost, while it is off).
 
     ``describe`` is called with the method's arguments for the span's first attributes; a
     :class:`Task` returned adds its id and status.
     """
 
     def decorate(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-        @functools.wraps(fn)
-        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            telemetry = active
-            if telemetry is None:
-                return await fn(*args, **kwargs)
-            return await telemetry.call(name, describe(*args, **kwargs), fn(*args, **kwargs))
-
-        return call
+        # A _Traced in the class body, which __set_name__ turns into the method itself.
+        return cast("Callable[P, Coroutine[Any, Any, R]]", _Traced(name, describe, fn))
 
     return decorate
 

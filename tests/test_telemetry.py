@@ -404,6 +404,18 @@ def test_every_logger_of_the_package_adds_the_context() -> None:
         assert _telemetry._LOG_CONTEXT in logging.getLogger(name).filters, name
 
 
+def test_while_off_the_public_calls_are_the_plain_methods(otel: Recorded) -> None:
+    from katapult_async.poller import TaskPoller
+
+    traced = [ka.KatapultClient.update_speed_profile, TaskPoller.wait]
+    assert all(hasattr(method, "__wrapped__") for method in traced)
+    _telemetry.use()  # back to the global providers: none in this process
+    assert _telemetry.active is None
+    plain = [ka.KatapultClient.update_speed_profile, TaskPoller.wait]
+    assert [method.__wrapped__ for method in traced] == plain  # type: ignore[attr-defined]
+    assert not any(hasattr(method, "__wrapped__") for method in plain)
+
+
 # --- subprocesses: the CLI, no OpenTelemetry, the global providers ----------------------------
 
 

@@ -25,6 +25,7 @@
     │   ├── ServiceUnavailableError               503
     │   └── InvalidResponseError                  a response the client cannot understand
     ├── TransportError (also ConnectionError)     the request did not get an answer
+    │   ├── ConnectionFailedError                 no connection: refused, unknown host ...
     │   └── RequestTimeoutError (also TimeoutError)
     ├── TaskFailedError                           .task ended ``failed``
     ├── TaskTimeoutError (also TimeoutError)      .task, .waited
@@ -35,7 +36,9 @@
     ├── DriftedError                              revert: changed since the run; .expected, .actual
     ├── NoPreviousProfileError                    revert: the journal has no previous profile
     ├── JournalInUseError                         bulk: another run holds the journal's lock
-    └── NothingToResumeError (also ValueError)    bulk: resume=True, but no unfinished run
+    ├── NothingToResumeError (also ValueError)    bulk: resume=True, but no unfinished run
+    └── RunHaltedError                            bulk: the run halted, .reason (SKIPPED items)
+        └── RunAbortedError                       bulk: .cause no item can escape (bad token ...)
 
 Every :class:`APIError` carries ``status``, ``code``, ``description``, ``detail`` and the
 ``request_id`` (the ``X-Request-Id`` header Katapult's support asks for). Errors raised after retries
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "DriftedError",
     "DuplicateItemError",
     "InvalidAPITokenError",
@@ -73,6 +77,8 @@ __all__ = [
     "RateLimitReachedError",
     "RequestTimeoutError",
     "RolloutHaltedError",
+    "RunAbortedError",
+    "RunHaltedError",
     "ScopeNotGrantedError",
     "ServiceUnavailableError",
     "SpeedProfileAlreadyAssignedError",
@@ -335,6 +341,24 @@ class TransportError(KatapultError, ConnectionError):
     """The request got no answer: the connection failed or was dropped."""
 
 
+class ConnectionFailedError(TransportError):
+    """No connection to the API could be made: refused, a host name that does not resolve, a host
+    that cannot be reached, a TLS handshake that failed.
+
+    Attributes:
+        url: The base URL the client was connecting to.
+        reason: What went wrong, in plain words (``"connection refused"``).
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot connect to {url}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, self.reason), {"attempts": self.attempts})
+
+
 class RequestTimeoutError(TransportError, TimeoutError):
     """The request got no answer within the client's ``timeout``."""
 
@@ -569,6 +593,51 @@ class NothingToResumeError(KatapultError, ValueError):
 
 def _rebuild_nothing_to_resume(path: str, finished: bool) -> NothingToResumeError:
     return NothingToResumeError(path, finished=finished)
+
+
+class RunHaltedError(KatapultError):
+    """A bulk run halted: the error of every item it skipped (``Outcome.SKIPPED``).
+
+    A halted run starts no new update; the items already in flight end (their tasks are awaited);
+    every item not yet started gets exactly one ``SKIPPED`` result whose ``error`` is this error.
+    The journal records the run as ``halted``, so a rerun resumes it, and the run's last
+    :class:`~katapult_async.models.BulkProgress` carries it as ``halted``. Subclasses say why.
+
+    Attributes:
+        reason: Why the run halted, in one line.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the run halted: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason,))
+
+
+class RunAbortedError(RunHaltedError):
+    """A bulk run stopped at an error that no other item could escape.
+
+    That is a missing or invalid API token, a token not allowed from this address or without the
+    scope, or an API that cannot be reached once the client's retries are spent: every further
+    request would fail the same way. The run halts at once (see :class:`RunHaltedError`); fix the
+    cause and rerun with the same journal to resume.
+
+    Attributes:
+        cause: The error that stopped the run (also its ``__cause__``).
+        reason: The cause's message.
+    """
+
+    def __init__(self, cause: KatapultError) -> None:
+        self.cause = cause
+        super().__init__(" ".join(str(cause).split()) or type(cause).__name__)
+        self.__cause__ = cause
+
+    def __str__(self) -> str:
+        return f"the run stopped: {self.reason}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.cause,))
 
 
 ERROR_CLASSES: Mapping[str, type[APIError]] = {

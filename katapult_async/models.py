@@ -10,11 +10,14 @@ import enum
 import types
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 
 from katapult_async._validate import validate_identifier
+
+if TYPE_CHECKING:
+    from katapult_async.errors import RunHaltedError
 
 __all__ = [
     "BulkProgress",
@@ -265,7 +268,7 @@ class UpdateResult:
 class BulkProgress:
     """A snapshot of a bulk run, passed to ``on_progress``.
 
-    ``started == done + in_flight + (results waiting to be yielded)``, and the five outcome counts
+    ``started == done + in_flight + (results waiting to be yielded)``, and the six outcome counts
     add up to ``done``.
 
     Attributes:
@@ -287,6 +290,10 @@ class BulkProgress:
         limit: The rate limit the client works to (requests per window), if known.
         elapsed: Seconds since the run started.
         eta: Estimated seconds to finish, when ``total`` is known and some work is done.
+        skipped: Results with outcome ``SKIPPED`` (items a halted run did not start).
+        halted: Set once the run has halted: the error its skipped items carry, whose
+            ``reason`` says why (a :class:`~katapult_async.errors.RunAbortedError` for an error
+            no item could escape); ``None`` while the run goes on.
     """
 
     total: int | None
@@ -304,6 +311,8 @@ class BulkProgress:
     limit: int | None
     elapsed: float
     eta: float | None
+    skipped: int = 0
+    halted: RunHaltedError | None = attrs.field(default=None, eq=False)
 
     @property
     def counts(self) -> Mapping[Outcome, int]:
@@ -315,5 +324,6 @@ class BulkProgress:
                 Outcome.FAILED: self.failed,
                 Outcome.ERROR: self.errors,
                 Outcome.SUBMITTED: self.submitted,
+                Outcome.SKIPPED: self.skipped,
             }
         )

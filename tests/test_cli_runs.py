@@ -84,3 +84,27 @@ def test_resume_and_fresh_make_the_intent_explicit(sim: Sim, tmp_path: Path) -> 
     stdin = invoke(sim, "bulk", "-", "--resume", input=f"interface,speed_profile\n{ids[0]},1gbps\n")
     assert stdin.exit_code == 2
     assert "--resume needs a journal" in stdin.output
+
+
+def test_a_wrong_token_stops_bulk_with_one_message_and_exit_4(sim: Sim, tmp_path: Path) -> None:
+    ids = sim.add_interfaces(30)
+    source = _csv(tmp_path / "ifaces.csv", [f"{i},1gbps" for i in ids])
+    before = len(sim.patched())
+
+    wrong = invoke(
+        sim, "bulk", str(source), "--concurrency", "4", env={"KATAPULT_API_TOKEN": "wrong-token"}
+    )
+
+    assert wrong.exit_code == 4, wrong.output
+    sent = len(sim.patched()) - before
+    assert 1 <= sent <= 4
+    assert wrong.output.count("invalid_api_token") == 1, wrong.output  # one message, not 30
+    assert "stopped: invalid_api_token" in wrong.output
+    assert f"{30 - sent} not started" in wrong.output
+    assert re.search(rf"skipped\s*│\s*{30 - sent}", wrong.output)
+    assert "wrong-token" not in wrong.output
+
+    right = invoke(sim, "bulk", str(source))  # the journal resumes the halted run
+    assert right.exit_code == 0, right.output
+    assert "resuming its halted run" in right.output
+    assert re.search(r"completed\s*│\s*30", right.output)

@@ -51,6 +51,7 @@ def test_names_moved_out_of_bulk_are_still_importable_from_it() -> None:
         "DEFAULT_CONFIRM_HORIZON",
         "DuplicateItemError",
         "JournalInUseError",
+        "NothingToResumeError",
         "SupportsBulkUpdate",
         "UnconfirmedUpdateError",
         "UpdateItem",

@@ -190,7 +190,8 @@ def bulk_update(
     """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
     Results come as items finish, not in input order (``index`` is the input position). Every pair
-    gets exactly one result, and one item's failure never stops the others:
+    gets exactly one result, and one item's failure never stops the others, unless it is an error
+    no other item can escape (see *Halting* below):
 
     * the task completed: ``COMPLETED`` (with the final task);
     * the API said the profile is already assigned: ``ALREADY_ASSIGNED``. When that answer came
@@ -207,7 +208,19 @@ def bulk_update(
     * anything else: ``ERROR`` with ``error`` (and ``task`` if one was seen). That includes an item
       that is not a 2- or 3-tuple/list or holds a malformed id or profile (nothing is sent), a task
       timeout, an API or transport error after the client's retries, and a repeated interface: each
-      interface is sent once per run, a later pair for it gets a :class:`DuplicateItemError`.
+      interface is sent once per run, a later pair for it gets a :class:`DuplicateItemError`;
+    * the run halted before the item was sent: ``SKIPPED`` (nothing sent; ``error`` says why).
+
+    Halting: an error no other item can escape (a missing or invalid token
+    ``missing_api_token``/``invalid_api_token``, ``unauthorized_network_for_api_token``,
+    ``scope_not_granted``, or :class:`~katapult_async.errors.ConnectionFailedError`, the API
+    unreachable once the client's retries are spent) stops the run at once rather than failing
+    every item in turn. No new PATCH starts; the items already handed to the client (at most
+    ``concurrency``) end as they would, their tasks awaited; the item that met the error is an
+    ``ERROR`` with it, and every item not yet started (the rest of the input too) is ``SKIPPED``
+    with one :class:`~katapult_async.errors.RunAbortedError` whose ``cause`` is that error. The
+    iteration then ends normally; the last ``on_progress`` snapshot has ``halted`` set, and the
+    journal closes the run as ``halted``, so a rerun with the same journal resumes it.
 
     The input is consumed lazily: no more than ``concurrency`` pairs in progress plus a result
     buffer of ``min(concurrency, 32)`` are taken from it ahead of the results yielded, so a

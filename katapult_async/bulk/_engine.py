@@ -21,6 +21,16 @@ from katapult_async.bulk._item import _ItemProcessor
 from katapult_async.bulk._journal import _Journal
 from katapult_async.bulk._options import RunOptions
 from katapult_async.bulk._source import _PairSource
+from katapult_async.errors import (
+    ConnectionFailedError,
+    InvalidAPITokenError,
+    KatapultError,
+    MissingAPITokenError,
+    RunAbortedError,
+    RunHaltedError,
+    ScopeNotGrantedError,
+    UnauthorizedNetworkForAPITokenError,
+)
 from katapult_async.models import BulkProgress, Outcome, UpdateItem, UpdateResult
 
 if TYPE_CHECKING:
@@ -32,6 +42,25 @@ PROGRESS_INTERVAL = 0.1
 """Seconds between two ``on_progress`` calls at most (10 a second), plus one final call."""
 
 _MAX_RESULT_BUFFER = 32
+
+
+FATAL_ERRORS: tuple[type[KatapultError], ...] = (
+    MissingAPITokenError,
+    InvalidAPITokenError,
+    UnauthorizedNetworkForAPITokenError,
+    ScopeNotGrantedError,
+    ConnectionFailedError,
+)
+"""Errors no other item of the run can escape: the first one stops the run (``RunAbortedError``).
+A connection failure is one only once the client's retries are spent."""
+
+
+def fatal_cause(error: BaseException | None) -> KatapultError | None:
+    """The error no other item can escape in an item's ``error`` (or its ``__cause__``), if any."""
+    for candidate in (error, error.__cause__ if error is not None else None):
+        if isinstance(candidate, FATAL_ERRORS):
+            return candidate
+    return None
 
 
 class _Wake:
@@ -62,6 +91,7 @@ class _BulkRun:
         self.processor: _ItemProcessor | None = None
         self._progress = _Progress(client, total=options.total, on_progress=options.on_progress)
         self._fatal: BaseException | None = None
+        self.halted: RunHaltedError | None = None
         self._journal: _Journal | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._live = 0
@@ -110,7 +140,11 @@ class _BulkRun:
             if self._source.error is not None:
                 raise self._source.error
             if self._journal is not None:
-                self._journal.end("finished")
+                halted = self.halted
+                if halted is None:
+                    self._journal.end("finished")
+                else:
+                    self._journal.end("halted", halted.reason)
             await progress.report(started=self._source.taken, final=True)
         finally:
             await self._shutdown()
@@ -142,6 +176,9 @@ class _BulkRun:
                     return
                 result = await processor.process(*pulled)
                 self._progress.finished += 1
+                cause = fatal_cause(result.error)
+                if cause is not None:
+                    self.halt(RunAbortedError(cause))
                 await queue.put(result)
         except asyncio.CancelledError:
             raise
@@ -153,6 +190,22 @@ class _BulkRun:
             self._live -= 1
             if self._live == 0:
                 self._wake()
+
+    def halt(self, error: RunHaltedError) -> None:
+        """Halt the run with ``error``; the first halt wins, later ones are ignored.
+
+        No new update starts: each item not yet started (the rest of the input included, taken
+        as usual) gets one ``SKIPPED`` result carrying ``error``, journaled; items in flight end
+        as they would (their tasks awaited). The run then ends normally, its journal closed with
+        a ``halted`` line (``error.reason``) so that a rerun resumes it, and its progress
+        snapshots carry ``halted``.
+        """
+        if self.halted is not None:
+            return
+        logger.info("bulk run halted: %s", error.reason)
+        self.halted = self._progress.halted = error
+        if self.processor is not None:
+            self.processor.halted = error
 
     def _wake(self) -> None:
         assert self._queue is not None
@@ -167,7 +220,9 @@ class _Progress:
     Attributes:
         finished: Items a worker has finished (their results queued or yielded).
         resumed: Results that came from the journal.
-        skipped: Of those, the ones that needed no request (left out of the ETA's rate).
+        free: Results that needed no request: resumed without one, or skipped by a halt (left
+            out of the ETA's rate).
+        halted: The run's halt, once it has halted.
     """
 
     def __init__(
@@ -182,7 +237,8 @@ class _Progress:
         self._on_progress = on_progress
         self.finished = 0
         self.resumed = 0
-        self.skipped = 0
+        self.free = 0
+        self.halted: RunHaltedError | None = None
         self._done = 0
         self._counts = dict.fromkeys(Outcome, 0)
         self._t0 = 0.0
@@ -226,7 +282,7 @@ class _Progress:
         eta: float | None = None
         if self._total is not None:
             remaining = max(0, self._total - self._done)
-            worked = self._done - self.skipped
+            worked = self._done - self.free
             if remaining == 0:
                 eta = 0.0
             elif worked > 0:
@@ -242,6 +298,8 @@ class _Progress:
             failed=counts[Outcome.FAILED],
             errors=counts[Outcome.ERROR],
             submitted=counts[Outcome.SUBMITTED],
+            skipped=counts[Outcome.SKIPPED],
+            halted=self.halted,
             resumed=self.resumed,
             requests_per_second=rps,
             rate_limited=limiter.rate_limited,

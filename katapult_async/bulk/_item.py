@@ -1,7 +1,8 @@
 """One input item's way through a bulk worker: validate, skip a duplicate, resume, or PATCH and wait.
 
 Every way ends in the item's one :class:`~katapult_async.models.UpdateResult`, journaled (except a
-result taken from the journal without a request, which is there already).
+result taken from the journal without a request, which is there already). Once the run has halted
+(``halted`` is set), an item not yet sent is ``SKIPPED`` with the halt's error instead.
 
 A PATCH that may have been applied without its answer reaching us (a lost response, which the
 client's retry reveals as ``speed_profile_already_assigned`` with ``after_lost_response``; or a
@@ -25,6 +26,7 @@ from katapult_async.bulk._seen import _SeenIndex
 from katapult_async.bulk._source import _parse_pair, _parts_of_bad_pair
 from katapult_async.errors import (
     DuplicateItemError,
+    RunHaltedError,
     SpeedProfileAlreadyAssignedError,
     TaskFailedError,
     TaskNotFoundError,
@@ -110,6 +112,8 @@ class _ItemProcessor:
         self._finishes: deque[float] = deque(maxlen=_FINISH_SAMPLES)
         self.confirmations = 0
         """Confirming PATCHes sent (each costs one request beyond the item's own)."""
+        self.halted: RunHaltedError | None = None
+        """Set when the run halts: from then on, items not yet sent are ``SKIPPED`` with it."""
 
     # --- the confirmation horizon -----------------------------------------------------------
 
@@ -144,6 +148,8 @@ class _ItemProcessor:
         except (TypeError, ValueError) as exc:
             return self._finish(_Item(index, *_parts_of_bad_pair(raw)), Outcome.ERROR, error=exc)
         item = _Item(index, iface.id, profile, previous)
+        if self.halted is not None:
+            return self._skip(item)
         first = self._seen.first_or_add(item.interface_id, index)
         if first is not None:
             error = DuplicateItemError(item.interface_id, index, first)
@@ -175,7 +181,7 @@ class _ItemProcessor:
                     TaskStatus.COMPLETED if outcome is Outcome.COMPLETED else TaskStatus.PENDING
                 )
                 task = Task(id=task_id, status=status)
-            self._progress.skipped += 1
+            self._progress.free += 1
             return _result(item, outcome, task=task, resumed=True, confirmed=entry.confirmed)
         assert task_id is not None
         seen: Task | None = entry.task
@@ -202,6 +208,8 @@ class _ItemProcessor:
         *,
         attempted: bool,
     ) -> UpdateResult:
+        if self.halted is not None:  # halted while this item was consulting the journal
+            return self._skip(item)
         if self._record_previous and item.previous is None and not attempted:
             # (After an unanswered attempt, the interface may show our own change: not read.)
             try:
@@ -263,6 +271,12 @@ class _ItemProcessor:
         return self._finish(
             item, Outcome.COMPLETED, task=final, task_id=task.id, confirmed=confirming
         )
+
+    def _skip(self, item: _Item) -> UpdateResult:
+        """The ``SKIPPED`` result of an item a halted run does not start (nothing is sent)."""
+        assert self.halted is not None
+        self._progress.free += 1
+        return self._finish(item, Outcome.SKIPPED, error=self.halted)
 
     def _task_error(
         self,

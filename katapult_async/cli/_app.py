@@ -34,6 +34,9 @@ LOG_FORMATS = ("text", "json")
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_ABORTED = 4
+"""A bulk run stopped at an error no item could escape (a bad token, an unreachable API); 3 is
+the rollout's halt."""
 EXIT_INTERRUPTED = 130
 
 _EXPECTED_ERRORS = (KatapultError, OSError, ValueError, csv.Error)

@@ -29,6 +29,7 @@ from katapult_async.cli._run import (
     NothingToResumeUsageError,
     ResultsWriter,
     bulk_client,
+    halt_exit,
     run_bulk,
 )
 from katapult_async.cli._select import Selection, selection_options
@@ -57,6 +58,9 @@ async def _bulk(
         except NothingToResumeError as exc:  # the journal finished since it was announced
             raise NothingToResumeUsageError(settings.redact(error_message(exc))) from None
     print_summary(settings.out, state)
+    aborted = halt_exit(settings, state)
+    if aborted is not None:
+        return aborted
     return EXIT_FAILURE if state.any_failed else 0
 
 
@@ -286,6 +290,9 @@ def _bulk_selection_or_plan(
                 f"plan: {plan_file.changes} change items applied; skipped: {skipped or 'none'}",
                 highlight=False,
             )
+        aborted = halt_exit(settings, state)
+        if aborted is not None:
+            return aborted
         return EXIT_FAILURE if state.any_failed else 0
 
     writer = ResultsWriter(output, settings)

@@ -31,19 +31,30 @@ from rich.live import Live
 
 from katapult_async._http import new_session
 from katapult_async.bulk import DuplicateItemError
+from katapult_async.bulk._engine import fatal_cause
 from katapult_async.bulk._journal import JournalRecord, previous_run
 from katapult_async.bulk._journal import dumps as journal_line
-from katapult_async.cli._app import EXIT_USAGE, CommandError, Settings, error_message
+from katapult_async.cli._app import (
+    EXIT_ABORTED,
+    EXIT_USAGE,
+    CommandError,
+    Settings,
+    error_message,
+)
 from katapult_async.cli._input import Row
 from katapult_async.cli._view import REFRESH_PER_SECOND, BulkState, BulkView, RequestCounts
 from katapult_async.client import KatapultClient
+from katapult_async.errors import RunAbortedError
 from katapult_async.models import Outcome, UpdateItem, UpdateResult
 
 __all__ = [
     "BulkOptions",
+    "NothingToResumeUsageError",
     "ResultsWriter",
+    "announce_journal",
     "bulk_client",
     "counting_session",
+    "halt_exit",
     "run_bulk",
     "show_results",
 ]
@@ -167,6 +178,26 @@ def announce_journal(settings: Settings, options: BulkOptions) -> None:
     settings.out.print(f"journal {journal}: {line}", markup=False, highlight=False)
 
 
+def halt_exit(settings: Settings, state: BulkState) -> int | None:
+    """After a run stopped by an error no item could escape: say so once, return its exit status.
+
+    ``None`` when the run did not stop that way.
+    """
+    halted = state.progress.halted if state.progress is not None else None
+    if not isinstance(halted, RunAbortedError):
+        return None
+    skipped = state.counts[Outcome.SKIPPED]
+    settings.out.print(
+        f"stopped: {settings.redact(halted.reason)}\n"
+        f"{skipped} not started (nothing was sent for them); fix the cause and rerun the same "
+        "command to resume",
+        style="bold red",
+        markup=False,
+        highlight=False,
+    )
+    return EXIT_ABORTED
+
+
 def _failure_text(line: int | None, interface_id: str, profile: str, message: str) -> str:
     where = f"line {line}: " if line is not None else ""
     return f"{where}{interface_id or '?'} → {profile or '?'}: {message}"
@@ -273,7 +304,8 @@ async def show_results(
         profile = "" if result.speed_profile is None else str(result.speed_profile)
         message = _result_message(result, line_of)
         failure = None
-        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
+        # An error that stopped the run is told once, by halt_exit(), not once per item.
+        if result.outcome in (Outcome.FAILED, Outcome.ERROR) and fatal_cause(result.error) is None:
             failure = settings.redact(
                 _failure_text(line, result.interface_id, profile, message or "")
             )

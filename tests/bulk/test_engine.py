@@ -57,6 +57,7 @@ async def test_on_progress_snapshots(
         Outcome.FAILED: 0,
         Outcome.ERROR: 2,
         Outcome.SUBMITTED: 0,
+        Outcome.SKIPPED: 0,
     }
     with pytest.raises(TypeError):
         final.counts[Outcome.ERROR] = 0  # type: ignore[index]

@@ -98,10 +98,13 @@ from typing import Literal
 
 from katapult_async._margin import MIN_TIME_MARGIN, LearnedMargin
 
-__all__ = ["PRIORITY_POLL", "Budget", "RateLimitSource"]
+__all__ = ["PRIORITY_POLL", "Budget", "Pacing", "RateLimitSource"]
 
 RateLimitSource = Literal["configured", "headers", "429"]
 """Where the effective limit came from."""
+
+Pacing = Literal["burst", "smooth"]
+"""How the budget is spent: at once while it lasts (``"burst"``), or spread evenly (``"smooth"``)."""
 
 _AnnouncedSource = Literal["headers", "429"]
 
@@ -118,6 +121,10 @@ _ROUNDING = 1e-9
 
 
 SHARED_MIN = 2
+
+SHARED_SPANS = 5
+"""Burst pacing: spans that one sign of others on the token keeps us sharing (see _may_burst).
+Two processes that take turns spend whole windows without a sign of each other."""
 
 
 def _count_after(log: deque[float], cutoff: float) -> int:
@@ -147,8 +154,11 @@ class Budget:
         safety_margin: The reserve's share of the limit while we are alone on the token.
         shared_margin: The reserve's share while others use the token too.
         time_margin: Seconds added to the window; with ``learn_margin``, the most it may be.
-        learn_margin: Shrink the margin to twice the longest recent round trip of our own
-            requests (see :meth:`end`), never below :data:`MIN_TIME_MARGIN`.
+        learn_margin: Make the margin twice the longest recent round trip of our own
+            requests (see :meth:`end`), never below :data:`MIN_TIME_MARGIN`, and never above
+            ``time_margin`` (smooth pacing) or a tenth of the window (burst pacing).
+        pacing: ``"burst"``: start whenever the log has room; ``"smooth"``: also space the
+            starts ``span / usable`` apart (see the module docstring).
     """
 
     def __init__(
@@ -160,12 +170,18 @@ class Budget:
         shared_margin: float,
         time_margin: float,
         learn_margin: bool = False,
+        pacing: Pacing = "smooth",
     ) -> None:
         self.configured = limit
+        self.smooth = pacing == "smooth"
         self.window = window
         self.span = window + time_margin
+        # Burst pacing sends dozens at once, and the last of them may take several times the
+        # usual round trip: the learned margin may grow past where it starts, to a tenth of the
+        # window. (Smooth pacing never lets it grow.)
+        cap = time_margin if pacing == "smooth" else max(time_margin, 0.1 * window)
         self._margin = (
-            LearnedMargin(time_margin) if learn_margin and time_margin > MIN_TIME_MARGIN else None
+            LearnedMargin(cap) if learn_margin and time_margin > MIN_TIME_MARGIN else None
         )
         self._margins = (safety_margin, max(safety_margin, shared_margin))
         self.announced: int | None = None
@@ -182,6 +198,7 @@ class Budget:
         self.pause_until = -math.inf
         self.last_pause_end: float | None = None
         self.shared_until = -math.inf  # others were seen on the token: shared reserve until then
+        self._careful_until = -math.inf  # burst pacing spends with care (_may_burst) until then
         # Since the server's count last fell at once (a fixed window turning over): our starts
         # (``_own_since_reset``) and the lowest Remaining seen (``_low_remaining``).
         self._own_since_reset = 0
@@ -193,6 +210,12 @@ class Budget:
         self.outgoing = 0  # our requests started and not yet ended (see :meth:`end`)
         self._low_remaining = math.inf
         self._turned_at = -math.inf  # when a fixed window's turnover was last noticed
+        # Burst pacing while others use the token: when a slot of the log last freed, and the
+        # start of the newest request whose Remaining we have read (is our view of it fresh?).
+        self._freed_at = -math.inf
+        self._answered_start = -math.inf
+        self._fresh_free = 0  # what was left then, less the reserve
+        self.headerless = False  # an answer came without X-Ratelimit-Remaining
         self.rate_limited = 0
         self._update_limit()
 
@@ -218,10 +241,15 @@ class Budget:
             return
         limit = self.limit
         logger.info("rate limit: %d requests per %gs (from %s)", limit, self.window, self.source)
-        self._usable = (
-            _usable(limit, self._margins[0]),
-            _usable(limit, self._margins[1], self._unseen),
-        )
+        self._usable = (_usable(limit, self._margins[0]), self._shared_usable(limit))
+
+    def _shared_usable(self, limit: int) -> int:
+        if self.smooth:
+            return _usable(limit, self._margins[1], self._unseen)
+        # Burst: the halving of _burst_cap keeps the others' unseen requests few; the reserve
+        # covers the one probe each process may send on stale news.
+        reserve = max(SHARED_MIN, math.ceil(limit * self._margins[1] - _ROUNDING))
+        return max(1, limit - reserve)
 
     def usable(self, now: float) -> int:
         """Starts allowed per span now (the reserve depends on whether others were seen)."""
@@ -235,15 +263,65 @@ class Budget:
             return self.pause_until
         self.trim(now)
         usable = self.usable(now)
-        ready_at = max(self.pause_until, self.last_start + self.span / usable)
+        ready_at = self.pause_until
+        if self.smooth:
+            ready_at = max(ready_at, self.last_start + self.span / usable)
         starts = self.starts
         if len(starts) >= usable:
             ready_at = max(ready_at, starts[-usable] + self.span)
+        if (
+            not self.smooth
+            and now < max(self.shared_until, self._careful_until)
+            and not self._may_burst(now)
+        ):
+            return math.inf  # wait for an answer (see :meth:`_may_burst`)
         return ready_at
+
+    def _may_burst(self, now: float) -> bool:
+        """Burst pacing while others use the token: may one more of ours start now?
+
+        Only while fewer of ours are in flight than half of what was left at the newest answer
+        (less the reserve): two processes that see the same budget left take no more than all
+        of it between them, and each answer halves what is left again, so it is spent in a few
+        round trips. (All of ours in flight count, even those the server counted already:
+        started with the one answered, it cannot say which.) And only one at a time once a slot
+        of the others' (a phantom) has freed since the newest request we heard back about
+        started: they may have taken it again already, and only an answer can say. (Our own
+        slots free in our log before they do in anyone else's: their phantoms of our requests
+        are stamped when seen, after the request reached the server.)
+        """
+        if self._last_answer == -math.inf:
+            # No Remaining read yet. After a 429 (the budget spent by others before we came),
+            # one at a time until an answer says what is left; with no headers at all, the log
+            # alone paces, as it always did.
+            return self.outgoing < 1 if self.rate_limited and not self.headerless else True
+        stale = now - self._last_answer > self.span - self.window
+        if stale or self._freed_at > self._answered_start:
+            return self.outgoing < 1
+        return self.outgoing < max(1, self._fresh_free // 3)
+
+    def remaining(self, now: float) -> int | None:
+        """Starts the log allows right now (None while the limit is unknown)."""
+        if self.limit is None:
+            return None
+        self.trim(now)
+        return max(0, self.usable(now) - len(self.starts))
+
+    def refills_at(self, now: float) -> float | None:
+        """When the log next frees a slot (None if it holds none, or the limit is unknown)."""
+        if self.limit is None:
+            return None
+        self.trim(now)
+        return self.starts[0] + self.span if self.starts else None
 
     def record(self, now: float, slot: float | None = None) -> None:
         """Log a start at ``now``; the next one is spaced from ``slot`` (default ``now``)."""
         starts = self.starts
+        if not self.smooth and self.last_start == -math.inf:
+            # Our first start: whether others spend this budget too, only answers can say, and
+            # they may be starting right now as well. Spend with care for the first span (see
+            # _may_burst; the reserve only once they show).
+            self._careful_until = now + self.span
         starts.append(now)
         self._own.append(now)
         self._own_since_reset += 1
@@ -283,8 +361,11 @@ class Budget:
         phantoms = self._phantoms
         if phantoms and phantoms[0] <= cutoff:
             while phantoms and phantoms[0] <= cutoff:
-                phantoms.popleft()
+                freed = phantoms.popleft()
             self._matched = min(self._matched, len(phantoms))
+            # The others' slot is free in our view; they may have reused it already (see
+            # _burst_cap). Our own slots free in our view first: no such doubt.
+            self._freed_at = max(self._freed_at, freed + self.span)
 
     def _add_phantoms(self, count: int, now: float) -> None:
         self.starts.extend(repeat(now, count))
@@ -320,6 +401,7 @@ class Budget:
         limit = self.limit
         if limit is None:
             return
+        self.headerless = False
         # The server's count, against our effective limit: when that is a configured limit below
         # the server's, the difference is headroom that others may use first.
         remaining = max(remaining, 0)
@@ -331,6 +413,9 @@ class Budget:
             # the others' requests (and stall us for a span). Only later requests tell.
             return
         self._detect_turnover(remaining, used, now, started)
+        if started is not None and started >= self._answered_start:
+            self._answered_start = started
+            self._fresh_free = self.usable(now) - used
         previous, self._last_answer = self._last_answer, now
         if previous > -math.inf:
             self._answer_gap += (now - previous - self._answer_gap) / 8
@@ -339,11 +424,24 @@ class Budget:
         # Our requests the server counts: those started in its window before this one (and
         # since the last turnover, for fixed windows, where the log still holds the previous one).
         cutoff = now - self.span if started is None else started - self.window
-        counted = min(_count_after(self._own, cutoff), self._own_since_reset)
+        # (Burst: a burst's first ones a window ago may still count: its last ones arrived a
+        # round trip later than its first. So ours from a span before.)
+        mine = cutoff if self.smooth or started is None else started - self.span
+        counted = min(_count_after(self._own, mine), self._own_since_reset)
         sure = counted
         if started is not None:
-            # The others of ours still outgoing may not have reached the server yet.
-            sure = max(0, counted - max(0, self.outgoing - 1))
+            if self.smooth:
+                # The others of ours still outgoing may not have reached the server yet.
+                sure = max(0, counted - max(0, self.outgoing - 1))
+            elif now < self.shared_until:
+                # Burst pacing has dozens of ours outgoing at once: those started before this
+                # one (or with it) have reached the server before it, those started after have
+                # not. (Counting every one outgoing as not arrived, most would be phantoms, each
+                # holding a slot for a span.)
+                sure = max(0, counted - _count_after(self._own, started + EARLY))
+            # (Burst pacing alone on the token: every one of ours may have been counted, so
+            # only what is beyond all of them is the others'. A request of ours that overtook
+            # this one is no phantom then.)
             # A phantom stamped a window before this request started stands for a request that
             # arrived before then, which the server no longer counts. Matched still, it would
             # hide a new request of the others, and free its slot a window too early.
@@ -360,6 +458,12 @@ class Budget:
             # counted after a turnover; our outgoing requests may have reached the server.)
             if beyond_log > 0 or used - counted >= 2:
                 self.shared_until = now + self.span
+        if not self.smooth and (used > counted or missing > 0):
+            # More counted than all of ours: someone else spends this budget now. Keep sharing
+            # for a few spans from the last sign of them: as a window comes back, our older
+            # requests in the log can hide theirs for a few round trips, the very moment both
+            # of us start spending it again.
+            self.shared_until = now + SHARED_SPANS * self.span
         if others:
             # Between two of our answers the others go on starting requests we have not seen:
             # at their rate, over the usual time between our answers (and a round trip or two).
@@ -368,7 +472,7 @@ class Budget:
             unseen = max(SHARED_MIN, min(limit // 4, math.ceil(others * stale / self.window) + 1))
             if unseen != self._unseen:
                 self._unseen = unseen
-                self._usable = (self._usable[0], _usable(limit, self._margins[1], unseen))
+                self._usable = (self._usable[0], self._shared_usable(limit))
 
     def _detect_turnover(
         self, remaining: int, used: int, now: float, started: float | None
@@ -377,13 +481,21 @@ class Budget:
         turned = False
         limit = used + remaining
         jump = max(2, limit // 4)
+        # What a sliding window surely still counts: the starts a window (less the time margin)
+        # before this request's. (Near the end of a burst a window before, the log holds many
+        # starts the server has just let go; taken for counted, they would read as a turnover.)
+        recent = (now if started is None else started) - self.window + (self.span - self.window)
         if remaining >= self._low_remaining + jump:
             # The server's count fell by a quarter of the limit. If it is also a quarter below
             # what the log holds for the last span, a fixed window turned over. (Otherwise the
             # log explains the fall: a sliding window, where the others' usage aged out while we
             # heard nothing. Taken for a turnover, the whole count would be taken for the
             # others' and stall us for a span.)
-            turned = len(self.starts) - used >= jump
+            # (And none from before the last turnover: that one would be seen again.)
+            logged = _count_after(self.starts, max(recent, self._turned_at))
+            if started is not None:  # those started with it may have arrived after it: not these
+                logged -= _count_after(self.starts, started - EARLY) - 1
+            turned = logged - used >= jump
             self._low_remaining = remaining
         else:
             self._low_remaining = min(self._low_remaining, remaining)
@@ -392,10 +504,8 @@ class Budget:
             # before this one: only fixed windows forget those, so one turned over, by less than
             # a quarter of the limit (early in a window). Counted as ours, the requests of the
             # previous window would hide as many of the others'.
-            after = _count_after(self._own, started)
-            answered = (
-                min(_count_after(self._own, now - self.window), self._own_since_reset) - after
-            )
+            after = _count_after(self._own, started - EARLY) - 1
+            answered = min(_count_after(self._own, recent), self._own_since_reset) - after
             answered -= max(0, self.outgoing - 1 - after)
             turned = (self.announced or limit) - remaining < answered  # the server's count
             if turned:
@@ -414,6 +524,9 @@ class Budget:
     ) -> None:
         """A 429: learn the limit, and pause every start (see the module docstring)."""
         self.rate_limited += 1
+        if not self.smooth:
+            # The budget was spent before we knew: most likely by someone else on the token.
+            self.shared_until = max(self.shared_until, now + SHARED_SPANS * self.span)
         if total_permitted is not None and total_permitted > 0:
             self.announce(total_permitted, "429")
         if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:

@@ -9,7 +9,7 @@ import warnings
 import attrs
 
 from katapult_async._http import TransportConfig
-from katapult_async._ratelimit import DEFAULT_PROBE_TIMEOUT
+from katapult_async._ratelimit import DEFAULT_PROBE_TIMEOUT, Pacing
 from katapult_async._validate import validate_token
 from katapult_async.errors import ConfigurationError
 
@@ -60,8 +60,14 @@ class ClientConfig:
     max_response_size: int = 1024 * 1024
     allow_insecure_http: bool = False
     probe_timeout: float | None = DEFAULT_PROBE_TIMEOUT
+    pacing: Pacing = "burst"
+    reserve: float | None = None
 
     def __attrs_post_init__(self) -> None:
+        if self.pacing not in ("burst", "smooth"):
+            raise ConfigurationError(f"pacing must be 'burst' or 'smooth', not {self.pacing!r}")
+        if self.reserve is not None and not 0 <= self.reserve < 1:
+            raise ConfigurationError("reserve must be a fraction of the limit in [0, 1)")
         if self.probe_timeout is not None and not 0 < self.probe_timeout < float("inf"):
             raise ConfigurationError("probe_timeout must be a positive number of seconds or None")
         if self.rate_limit is not None and self.rate_limit < 1:

@@ -57,12 +57,13 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from katapult_async._budget import EARLY, PRIORITY_POLL, Budget, RateLimitSource
+from katapult_async._budget import EARLY, PRIORITY_POLL, Budget, Pacing, RateLimitSource
 from katapult_async._margin import default_time_margin
 
 __all__ = [
     "DEFAULT_PROBE_TIMEOUT",
     "PRIORITY_POLL",
+    "Pacing",
     "RateLimitSource",
     "RateLimitState",
     "RateLimiter",
@@ -89,6 +90,12 @@ class RateLimitState:
         rate_limited: How many 429 responses have been observed.
         paused_until_in: Seconds until the current 429 pause ends, 0.0 if there is none.
         source: Where ``limit`` came from, or None while it is unknown.
+        remaining: Requests that may start right now without waiting (the budget left in the
+            window, less the reserve, what is in flight and what others were seen to use), or
+            None while the limit is unknown.
+        refills_in: Seconds until the budget next frees a request (the oldest one counted ages
+            out of the window), or None when nothing is counted or the limit is unknown.
+        pacing: ``"burst"`` or ``"smooth"`` (see :class:`RateLimiter`).
     """
 
     limit: int | None
@@ -97,6 +104,9 @@ class RateLimitState:
     rate_limited: int
     paused_until_in: float
     source: RateLimitSource | None
+    remaining: int | None = None
+    refills_in: float | None = None
+    pacing: Pacing = "burst"
 
 
 class RateLimiter:
@@ -112,10 +122,19 @@ class RateLimiter:
             server announces, but a smaller announced limit lowers it. If None, the limit is
             learned from the responses.
         window: The length of the server's rate-limit window in seconds.
-        safety_margin: The share of the limit held in reserve (rounded up, at least one request
-            when the limit is above 1). The default leaves 99 of 100 usable.
+        pacing: ``"burst"`` (the default): spend the budget as fast as requests come, and wait
+            only when it is spent, until it comes back (the oldest counted requests age out of
+            the window). A job whose requests fit in what is left ends with its slowest task.
+            ``"smooth"``: spread the budget evenly over the window (at most ``limit - reserve``
+            starts per window, ``window / usable`` apart), for a token shared with people at
+            a console.
+        reserve: The share of the limit left for other users of the token, always (rounded
+            up). Default: none with burst pacing (a reserve of 2 requests applies while
+            ``X-Ratelimit-Remaining`` shows others using the token), 1 % with smooth pacing.
+        safety_margin: Deprecated spelling of ``reserve`` (smooth pacing's reserve share,
+            rounded up, at least one request when the limit is above 1).
         shared_margin: The reserve while ``X-Ratelimit-Remaining`` shows others using the same
-            token (default 3 %: 97 of 100).
+            token (default 3 %: 97 of 100; burst pacing uses at least 2 requests).
         time_margin: Seconds added to the window against latency jitter. By default it starts
             at ``max(0.02, 0.01 * window)`` and is then learned: twice the longest recent round
             trip (at least 5 ms, never more than at the start), from the start times that
@@ -137,8 +156,10 @@ class RateLimiter:
         limit: int | None = None,
         window: float = 60.0,
         *,
-        safety_margin: float = 0.01,
-        shared_margin: float = 0.03,
+        pacing: Pacing = "burst",
+        reserve: float | None = None,
+        safety_margin: float | None = None,
+        shared_margin: float | None = None,
         time_margin: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -149,9 +170,19 @@ class RateLimiter:
             raise ValueError(f"limit must be at least 1, not {limit!r}")
         if not (math.isfinite(window) and window > 0):
             raise ValueError(f"window must be a positive number of seconds, not {window!r}")
-        for name, margin in (("safety_margin", safety_margin), ("shared_margin", shared_margin)):
-            if not 0 <= margin < 1:
-                raise ValueError(f"{name} must be in [0, 1), not {margin!r}")
+        if pacing not in ("burst", "smooth"):
+            raise ValueError(f"pacing must be 'burst' or 'smooth', not {pacing!r}")
+        if reserve is not None and safety_margin is not None:
+            raise ValueError("give reserve= only, not also safety_margin=")
+        if reserve is None:
+            reserve = safety_margin
+        if reserve is None:
+            reserve = 0.0 if pacing == "burst" else 0.01
+        if shared_margin is None:
+            shared_margin = reserve if pacing == "burst" else max(reserve, 0.03)
+        for name, margin in (("reserve", reserve), ("shared_margin", shared_margin)):
+            if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
+                raise ValueError(f"{name} must be a fraction in [0, 1), not {margin!r}")
         learn_margin = time_margin is None
         if time_margin is None:
             time_margin = default_time_margin(window)
@@ -162,11 +193,13 @@ class RateLimiter:
         self._budget = Budget(
             limit,
             float(window),
-            safety_margin=safety_margin,
+            safety_margin=reserve,
             shared_margin=shared_margin,
             time_margin=time_margin,
             learn_margin=learn_margin,
+            pacing=pacing,
         )
+        self._pacing: Pacing = pacing
         self._clock = clock
         self._sleep = sleep
         self._queue: list[_Entry] = []  # a heap: the most urgent, then the oldest, first
@@ -178,12 +211,14 @@ class RateLimiter:
         self._allowed = 1  # requests allowed in flight while probing
         self._probe_deadline = math.inf  # when ``_allowed`` doubles next
         self._answered: asyncio.Future[None] | None = None
+        # Burst pacing while shared: a head that waits for an answer (see Budget._burst_cap).
+        self._news: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         budget = self._budget
         return (
             f"{type(self).__name__}(limit={budget.limit!r}, window={budget.window!r}, "
-            f"source={budget.source!r})"
+            f"pacing={self._pacing!r}, source={budget.source!r})"
         )
 
     @property
@@ -195,6 +230,11 @@ class RateLimiter:
     def window(self) -> float:
         """The window length in seconds."""
         return self._budget.window
+
+    @property
+    def pacing(self) -> Pacing:
+        """``"burst"`` or ``"smooth"``."""
+        return self._pacing
 
     @property
     def waiting(self) -> int:
@@ -250,6 +290,9 @@ class RateLimiter:
                 if ready_at <= now + EARLY:
                     self._record(now, ready_at)
                     return now
+                if ready_at == math.inf:
+                    await self._next_news()
+                    continue
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("waiting %.3fs for the rate limit", ready_at - now)
                 await self._sleep(ready_at - now)
@@ -297,6 +340,7 @@ class RateLimiter:
         """
         self._budget.end(started, None if started is None else self._clock())
         self._end_probe()
+        self._notify()
 
     def _record(self, now: float, slot: float | None) -> None:
         if self._probing and not self._budget.outgoing and self._probe_timeout is not None:
@@ -321,6 +365,17 @@ class RateLimiter:
             await asyncio.wait((self._answered, sleeper), return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
+
+    async def _next_news(self) -> None:
+        """Waits until a request ends or an answer is observed."""
+        if self._news is None or self._news.done():
+            self._news = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._news)
+
+    def _notify(self) -> None:
+        news = self._news
+        if news is not None and not news.done():
+            news.set_result(None)
 
     def _end_probe(self) -> None:
         if self._probing:
@@ -348,8 +403,11 @@ class RateLimiter:
         budget = self._budget
         if permitted is not None and permitted > 0:
             budget.announce(permitted, "headers")
-        if remaining is not None and budget.limit is not None:
+        if remaining is None:
+            budget.headerless = True
+        elif budget.limit is not None:
             budget.observe_remaining(remaining, self._clock(), started)
+        self._notify()
 
     def observe_rate_limited(
         self, *, total_permitted: int | None, retry_after: float | None
@@ -366,11 +424,13 @@ class RateLimiter:
         """
         self._end_probe()
         self._budget.observe_rate_limited(total_permitted, retry_after, self._clock())
+        self._notify()
 
     def snapshot(self) -> RateLimitState:
         """Returns the current state as an immutable value."""
         now = self._clock()
         budget = self._budget
+        refills_at = budget.refills_at(now)
         return RateLimitState(
             limit=budget.limit,
             window=budget.window,
@@ -378,4 +438,7 @@ class RateLimiter:
             rate_limited=budget.rate_limited,
             paused_until_in=max(0.0, budget.pause_until - now),
             source=budget.source,
+            remaining=budget.remaining(now),
+            refills_in=None if refills_at is None else max(0.0, refills_at - now),
+            pacing=self._pacing,
         )

@@ -26,7 +26,7 @@ from katapult_async._config import (
     token_from,
 )
 from katapult_async._http import HTTPTransport
-from katapult_async._ratelimit import RateLimiter, RateLimitState
+from katapult_async._ratelimit import Pacing, RateLimiter, RateLimitState
 from katapult_async._selection import Decode, check_selection, pages, select_interfaces
 from katapult_async._validate import validate_base_url
 from katapult_async.models import (
@@ -94,6 +94,13 @@ class KatapultClient:
         allow_insecure_http: Permit plain ``http://`` to non-loopback hosts (default False).
         probe_timeout: The first request goes alone until it is answered, or for this many
             seconds (default 0.3); then the others start gradually. ``None`` waits for the answer.
+        pacing: How the rate-limit budget is spent. ``"burst"`` (default): requests start as
+            long as the budget has room, and wait only once it is spent, until it comes back, so
+            a job whose requests fit in what is left ends with its slowest task. ``"smooth"``:
+            the budget is spread evenly over the window (for a token shared with people at a
+            console).
+        reserve: The share of the limit left for other users of the token (default: none with
+            burst pacing, 1 % with smooth; burst keeps 2 requests back while others are seen).
         timeout: Deprecated spelling of ``request_timeout`` (warns; removed in 0.4).
 
     Raises:
@@ -116,6 +123,8 @@ class KatapultClient:
         max_response_size: int = _DEFAULTS.max_response_size,
         allow_insecure_http: bool = _DEFAULTS.allow_insecure_http,
         probe_timeout: float | None = _DEFAULTS.probe_timeout,
+        pacing: Pacing = _DEFAULTS.pacing,
+        reserve: float | None = _DEFAULTS.reserve,
         timeout: float | None = None,
     ) -> None:
         if timeout is not None:
@@ -139,9 +148,15 @@ class KatapultClient:
             max_response_size=max_response_size,
             allow_insecure_http=allow_insecure_http,
             probe_timeout=probe_timeout,
+            pacing=pacing,
+            reserve=reserve,
         )
         self._limiter = limiter or RateLimiter(
-            config.rate_limit, config.rate_limit_window, probe_timeout=config.probe_timeout
+            config.rate_limit,
+            config.rate_limit_window,
+            pacing=config.pacing,
+            reserve=config.reserve,
+            probe_timeout=config.probe_timeout,
         )
         self._transport = HTTPTransport(
             config.transport_config(), token=self._token, limiter=self._limiter, session=session

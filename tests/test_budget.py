@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from katapult_async._budget import Budget
+from katapult_async._budget import SHARED_SPANS, Budget, Pacing
 from katapult_async._ratelimit import RateLimiter
 from tests.test_ratelimit import VirtualTime, max_in_any_interval, stop
 
@@ -35,6 +35,7 @@ class ModelServer:
         self.window = window
         self.phase = phase  # None: sliding; else fixed windows starting at phase + k * window
         self.arrivals: list[float] = []
+        self.refused: list[float] = []  # arrivals answered with a 429
         self.rejected = 0
 
     def count(self, at: float) -> int:
@@ -46,8 +47,10 @@ class ModelServer:
         start = self.phase + index * self.window
         return sum(1 for t in self.arrivals if start <= t < start + self.window)
 
-    def max_in_window(self, since: float = -math.inf) -> int:
-        times = [t for t in self.arrivals if t >= since]
+    def max_in_window(self, since: float = -math.inf, *, accepted: bool = False) -> int:
+        """The most arrivals in any window the server counts (only those it accepted)."""
+        refused = set(self.refused) if accepted else set()
+        times = [t for t in self.arrivals if t >= since and t not in refused]
         if self.phase is None:
             return max_in_any_interval(times, self.window - 1e-9) if times else 0
         counts: dict[int, int] = {}
@@ -76,6 +79,7 @@ class ModelServer:
                 await self.vt.sleep(latency / 2 + jitter())
                 if count > limit:
                     self.rejected += 1
+                    self.refused.append(self.arrivals[-1])
                     limiter.observe_rate_limited(total_permitted=limit, retry_after=None)
                 elif headers:
                     limiter.observe(
@@ -88,13 +92,29 @@ class ModelServer:
         return [asyncio.create_task(caller()) for _ in range(callers)]
 
 
+@pytest.fixture(params=["burst", "smooth"])
+def pacing(request: pytest.FixtureRequest) -> Pacing:
+    """Every virtual-time scenario runs with both pacings."""
+    value: Pacing = request.param
+    return value
+
+
+_PACING: list[Pacing] = ["burst"]
+
+
+@pytest.fixture(autouse=True)
+def _use_pacing(request: pytest.FixtureRequest) -> None:
+    if "pacing" in request.fixturenames:
+        _PACING[0] = request.getfixturevalue("pacing")
+
+
 def new_limiter(vt: VirtualTime, window: float = 2.0) -> RateLimiter:
-    return RateLimiter(None, window, clock=vt.clock, sleep=vt.sleep)
+    return RateLimiter(None, window, pacing=_PACING[0], clock=vt.clock, sleep=vt.sleep)
 
 
 @pytest.mark.parametrize("phase", [None, 0.0, 0.37, 1.41, 1.99])
 async def test_one_process_never_exceeds_the_limit_and_nearly_reaches_it(
-    vt: VirtualTime, phase: float | None
+    pacing: Pacing, vt: VirtualTime, phase: float | None
 ) -> None:
     server = ModelServer(vt, 100, 2.0, phase=phase)
     tasks = server.run(new_limiter(vt), callers=50)
@@ -107,21 +127,32 @@ async def test_one_process_never_exceeds_the_limit_and_nearly_reaches_it(
 
 
 @pytest.mark.parametrize("phase", [None, 0.6])
-async def test_a_second_process_appearing_mid_run(vt: VirtualTime, phase: float | None) -> None:
+async def test_a_second_process_appearing_mid_run(
+    pacing: Pacing, vt: VirtualTime, phase: float | None
+) -> None:
     server = ModelServer(vt, 100, 2.0, phase=phase)
     tasks = server.run(new_limiter(vt), callers=50)
     await vt.advance_to(5.0)
     tasks += server.run(new_limiter(vt), callers=50)
     await vt.advance_to(25.0)
     await stop(tasks)
-    assert server.rejected == 0
-    assert server.max_in_window() <= 100
+    if pacing == "smooth":
+        assert server.rejected == 0
+        assert server.max_in_window() <= 100
+    else:
+        assert server.max_in_window(accepted=True) <= 100
+        # Burst: the first process spends each window whole while it sees no one else; the
+        # newcomer's first request of a window can find it spent (one 429 per window at most,
+        # and never a request over the limit answered). reserve= leaves it room.
+        assert server.rejected <= 20 / 2 + 2
     # together they still use most of the budget once the second one has settled in
     assert len([t for t in server.arrivals if t >= 9.0]) >= 0.9 * 50 * 16
 
 
 @pytest.mark.parametrize("phase", [None, 0.25])
-async def test_a_limit_lowered_mid_run(vt: VirtualTime, phase: float | None) -> None:
+async def test_a_limit_lowered_mid_run(
+    pacing: Pacing, vt: VirtualTime, phase: float | None
+) -> None:
     server = ModelServer(vt, 100, 2.0, phase=phase)
     tasks = server.run(new_limiter(vt), callers=50)
     await vt.advance_to(6.0)
@@ -135,7 +166,9 @@ async def test_a_limit_lowered_mid_run(vt: VirtualTime, phase: float | None) -> 
 
 
 @pytest.mark.parametrize("phase", [None, 1.1])
-async def test_stale_and_out_of_order_headers(vt: VirtualTime, phase: float | None) -> None:
+async def test_stale_and_out_of_order_headers(
+    pacing: Pacing, vt: VirtualTime, phase: float | None
+) -> None:
     rng = random.Random(7)
     server = ModelServer(vt, 100, 2.0, phase=phase)
     tasks = server.run(new_limiter(vt), callers=50, jitter=lambda: rng.expovariate(1 / 0.05))
@@ -147,22 +180,24 @@ async def test_stale_and_out_of_order_headers(vt: VirtualTime, phase: float | No
 
 @pytest.mark.parametrize("phase", [None, 0.6])
 async def test_the_other_process_stopping_frees_its_share(
-    vt: VirtualTime, phase: float | None
+    pacing: Pacing, vt: VirtualTime, phase: float | None
 ) -> None:
     server = ModelServer(vt, 100, 2.0, phase=phase)
     staying = server.run(new_limiter(vt), callers=25)
     leaving = server.run(new_limiter(vt), callers=25)
     await vt.advance_to(10.0)
     await stop(leaving)
-    await vt.advance_to(16.0)
+    # burst pacing goes on sharing for a few spans after the last sign of the other
+    settled = 12.1 if pacing == "smooth" else 10.0 + (SHARED_SPANS + 1) * 2.02
+    await vt.advance_to(settled + 4.0)
     await stop(staying)
     assert server.rejected == 0
     assert server.max_in_window() <= 100
     # once the leaver's requests have aged out, the one left has the whole budget
-    assert len([t for t in server.arrivals if 12.1 <= t < 16.0]) >= 0.95 * 50 * 3.9
+    assert len([t for t in server.arrivals if settled <= t < settled + 3.9]) >= 0.95 * 50 * 3.9
 
 
-async def test_two_processes_started_together(vt: VirtualTime) -> None:
+async def test_two_processes_started_together(pacing: Pacing, vt: VirtualTime) -> None:
     server = ModelServer(vt, 100, 2.0, phase=0.9)
     tasks = server.run(new_limiter(vt), callers=25) + server.run(new_limiter(vt), callers=25)
     await vt.advance_to(20.0)
@@ -174,7 +209,7 @@ async def test_two_processes_started_together(vt: VirtualTime) -> None:
 @pytest.mark.parametrize("jitter", [0.0, 0.006])
 @pytest.mark.parametrize("phase", [None, 0.0, 0.08, 0.7])
 async def test_two_processes_at_a_small_limit(
-    vt: VirtualTime, phase: float | None, jitter: float
+    pacing: Pacing, vt: VirtualTime, phase: float | None, jitter: float
 ) -> None:
     # 20 per second: each process's reserve alone is 1 request, fewer than the other's requests
     # it has not seen yet at any moment. (phase 0.08: a window turns over early in the first
@@ -192,7 +227,9 @@ async def test_two_processes_at_a_small_limit(
     assert len([t for t in server.arrivals if t >= 2.0]) >= 0.85 * 20 * 10
 
 
-async def test_fixed_windows_with_jittery_answers_keep_the_pace(vt: VirtualTime) -> None:
+async def test_fixed_windows_with_jittery_answers_keep_the_pace(
+    pacing: Pacing, vt: VirtualTime
+) -> None:
     # Up to 30 ms of jitter: answers from the end of a window arrive after the first of the
     # next. Read as the new window's count, one of them would be a window of the others' usage.
     rng = random.Random(1)
@@ -203,7 +240,9 @@ async def test_fixed_windows_with_jittery_answers_keep_the_pace(vt: VirtualTime)
     await stop(tasks)
     assert server.rejected == 0
     assert server.max_in_window() <= 300
-    assert len([t for t in server.arrivals if t >= 4.0]) >= 0.9 * 300 * 6
+    # (burst: answers 30 ms out of order make a few of ours look like others' for a while)
+    share = 0.9 if pacing == "smooth" else 0.8
+    assert len([t for t in server.arrivals if t >= 4.0]) >= share * 300 * 6
 
 
 # --- the pure model ---------------------------------------------------------------------------
@@ -232,7 +271,9 @@ def test_reserve_sizes(limit: int, alone: int, shared: int) -> None:
 def test_default_margins() -> None:
     limiter = RateLimiter(100, 2.0)
     assert limiter._budget.span == pytest.approx(2.02)
-    assert limiter._budget.usable(0.0) == 99
+    assert limiter._budget.usable(0.0) == 100  # burst: no reserve while alone
+    assert RateLimiter(100, 2.0, pacing="smooth")._budget.usable(0.0) == 99
+    assert RateLimiter(100, 2.0, reserve=0.05)._budget.usable(0.0) == 95
     assert RateLimiter(1000, 60.0)._budget.span == pytest.approx(60.6)
 
 
@@ -314,7 +355,7 @@ def test_a_given_time_margin_is_kept(vt: VirtualTime) -> None:
 
 @pytest.mark.parametrize("phase", [None, 0.0, 0.37, 1.99])
 async def test_a_learned_margin_still_never_exceeds_the_limit(
-    vt: VirtualTime, phase: float | None
+    pacing: Pacing, vt: VirtualTime, phase: float | None
 ) -> None:
     server = ModelServer(vt, 100, 2.0, phase=phase)
     limiter = new_limiter(vt)
@@ -377,3 +418,87 @@ def test_an_answer_from_before_a_turnover_is_not_read_as_the_new_windows_count()
     budget.end()
     assert not budget._phantoms  # no window's worth of "others" (they would stall us a span)
     assert budget.usable(1.83) == 99  # and not shared
+
+
+# --- burst pacing: the budget, not a rate -----------------------------------------------------
+
+
+async def _job(
+    vt: VirtualTime, server: ModelServer, limiter: RateLimiter, *, requests: int, callers: int
+) -> list[float]:
+    """``requests`` requests through ``limiter`` by ``callers`` tasks; their start times."""
+    starts: list[float] = []
+    left = [requests]
+
+    async def caller() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            started = await limiter.acquire()
+            starts.append(started)
+            await vt.sleep(0.002)
+            count = server.count(vt.now)
+            await vt.sleep(0.002)
+            if count > server.limit:
+                server.rejected += 1
+                limiter.observe_rate_limited(total_permitted=server.limit, retry_after=None)
+            else:
+                limiter.observe(
+                    permitted=server.limit, remaining=server.limit - count, started=started
+                )
+            limiter.release(started)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+    while not all(task.done() for task in tasks):
+        await vt.advance_to(vt.now + 0.5)
+    return starts
+
+
+@pytest.mark.parametrize("phase", [None, 0.0, 13.7, 41.0])
+async def test_a_job_that_fits_the_budget_goes_out_at_once(
+    vt: VirtualTime, phase: float | None
+) -> None:
+    # 600 requests, 1,000 per minute: no reason to wait for anything but the round trips
+    server = ModelServer(vt, 1000, 60.0, phase=phase)
+    limiter = RateLimiter(None, 60.0, clock=vt.clock, sleep=vt.sleep)
+    starts = await _job(vt, server, limiter, requests=600, callers=50)
+    assert server.rejected == 0
+    assert max(starts) < 0.2  # ~12 round trips of 50, after the first response
+    smooth = RateLimiter(None, 60.0, pacing="smooth", clock=vt.clock, sleep=vt.sleep)
+    later = await _job(
+        vt, ModelServer(vt, 1000, 60.0, phase=phase), smooth, requests=600, callers=50
+    )
+    assert max(later) - min(later) > 30.0  # the old even spreading: 600 of 990 per 60.6 s
+
+
+@pytest.mark.parametrize("phase", [None, 0.0, 2.5, 5.99])
+async def test_a_bigger_job_takes_ceil_r_over_n_windows(
+    vt: VirtualTime, phase: float | None
+) -> None:
+    # 400 requests at 100 per 6 s: four windows, the fourth opening 18 s (and three time
+    # margins) after the first request; never more than 100 in any window the server counts
+    server = ModelServer(vt, 100, 6.0, phase=phase)
+    limiter = RateLimiter(None, 6.0, clock=vt.clock, sleep=vt.sleep)
+    starts = await _job(vt, server, limiter, requests=400, callers=50)
+    assert server.rejected == 0
+    assert server.max_in_window() <= 100
+    assert 18.0 <= max(starts) - min(starts) < 18.0 + 4 * 0.1
+
+
+async def test_smooth_pacing_spreads_the_budget(vt: VirtualTime) -> None:
+    server = ModelServer(vt, 100, 2.0, phase=None)
+    limiter = RateLimiter(None, 2.0, pacing="smooth", clock=vt.clock, sleep=vt.sleep)
+    starts = await _job(vt, server, limiter, requests=100, callers=50)
+    assert server.rejected == 0
+    # one every 2.02 / 99 s after the first answer: the 100th about 2 s after the first
+    assert max(starts) - min(starts) > 1.9
+
+
+def test_remaining_and_refill_in_the_snapshot(vt: VirtualTime) -> None:
+    limiter = RateLimiter(10, 1.0, time_margin=0.0, clock=vt.clock, sleep=vt.sleep, probe=False)
+    budget = limiter._budget
+    for _ in range(4):
+        budget.record(0.0)
+    state = limiter.snapshot()
+    assert state.remaining == 6
+    assert state.refills_in == pytest.approx(1.0)
+    assert state.pacing == "burst"

@@ -85,11 +85,13 @@ def vt() -> VirtualTime:
 
 
 def make_limiter(vt: VirtualTime, limit: int | None = None, window: float = 2.0) -> RateLimiter:
-    """A limiter with the margins these tests were written for: 3 % reserve, ``window + 2.5 %``."""
+    """A limiter with the margins these tests were written for: 3 % reserve, ``window + 2.5 %``,
+    pacing the starts evenly (``tests/test_budget.py`` has burst pacing's own scenarios)."""
     return RateLimiter(
         limit,
         window,
-        safety_margin=0.03,
+        pacing="smooth",
+        reserve=0.03,
         time_margin=max(0.05, 0.02 * window),
         clock=vt.clock,
         sleep=vt.sleep,
@@ -549,14 +551,30 @@ async def test_priorities_never_exceed_the_limit(vt: VirtualTime) -> None:
 async def test_snapshot(vt: VirtualTime) -> None:
     limiter = make_limiter(vt, 100, 2.0)
     assert limiter.snapshot() == RateLimitState(
-        limit=100, window=2.0, in_window=0, rate_limited=0, paused_until_in=0.0, source="configured"
+        limit=100,
+        window=2.0,
+        in_window=0,
+        rate_limited=0,
+        paused_until_in=0.0,
+        source="configured",
+        remaining=97,
+        refills_in=None,
+        pacing="smooth",
     )
     assert len(await hammer(limiter, vt, callers=1, until=0.05, latency=None)) == 3
     vt.now = 1.0
     limiter.observe_rate_limited(total_permitted=100, retry_after=1.5)
     state = limiter.snapshot()
     assert state == RateLimitState(
-        limit=100, window=2.0, in_window=3, rate_limited=1, paused_until_in=1.5, source="configured"
+        limit=100,
+        window=2.0,
+        in_window=3,
+        rate_limited=1,
+        paused_until_in=1.5,
+        source="configured",
+        remaining=94,
+        refills_in=pytest.approx(1.05),
+        pacing="smooth",
     )
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         state.limit = 5  # type: ignore[misc]

@@ -399,6 +399,23 @@ def test_interfaces_by_fqdn(sim: Sim) -> None:
     assert "not_found" in line
 
 
+def test_budget_shows_limit_remaining_window_and_refill() -> None:
+    proc, limited = _start_simulator("--rate-limit", "20", "--window", "60")
+    try:
+        (shown,) = _json_lines(invoke(limited, "budget", "--json"))
+        assert (shown["limit"], shown["window"]) == (20, 60.0)
+        assert shown["in_window"] >= 1  # this check's own request at least
+        assert 0 < shown["remaining"] < 20
+        assert 0 < shown["refills_in"] <= 61
+        assert len(limited.requests()) == 1  # one request, however often it is run
+        text = invoke(limited, "budget").output
+        assert re.search(r"^limit: +20 requests / 60 s$", text, re.MULTILINE), text
+        assert re.search(r"^remaining: +\d+ may start now", text, re.MULTILINE), text
+        assert re.search(r"^refills: +in [\d.]+ s", text, re.MULTILINE), text
+    finally:
+        _stop(proc)
+
+
 def _json_lines(result: Result) -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.output.splitlines()]
@@ -651,7 +668,7 @@ def test_the_documented_shell_completion_works() -> None:
     documented = re.findall(r"(_\w+_COMPLETE)=(\w+)_source katapult-async", page)
     assert {shell for _, shell in documented} == {"bash", "zsh", "fish"}
     (variable,) = {name for name, _ in documented}
-    env = {**os.environ, variable: "bash_complete", "COMP_WORDS": "katapult-async bu"}
+    env = {**os.environ, variable: "bash_complete", "COMP_WORDS": "katapult-async bul"}
     env["COMP_CWORD"] = "1"
     done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30, env=env)
     assert done.stdout.split() == ["plain,bulk"], done.stdout + done.stderr

@@ -16,7 +16,7 @@ local token on purpose.)
 This module holds the group and registers the commands; the private modules own the rest:
 
 - ``_app``: the group's settings, token redaction, logging, running work, exit statuses, errors.
-- ``_commands``: ``update``, ``task``, ``profiles``, ``interfaces``.
+- ``_commands``: ``update``, ``task``, ``profiles``, ``interfaces``, ``budget``.
 - ``_input``: bulk input files (CSV, JSON Lines) read into checked rows.
 - ``_view``: a bulk run's counts, its live display and its summary.
 - ``_bulk``: the ``bulk`` command, its dry run and its results file.
@@ -41,7 +41,7 @@ from katapult_async.cli._app import (
     setup_logging,
 )
 from katapult_async.cli._bulk import bulk
-from katapult_async.cli._commands import interfaces, profiles, task_command, update
+from katapult_async.cli._commands import budget, interfaces, profiles, task_command, update
 from katapult_async.cli._plan import plan
 from katapult_async.cli._sim import demo, simulate
 from katapult_async.cli._undo import undo
@@ -100,6 +100,7 @@ main.add_command(update)
 main.add_command(task_command)
 main.add_command(profiles)
 main.add_command(interfaces)
+main.add_command(budget)
 main.add_command(bulk)
 main.add_command(plan)
 main.add_command(undo)

@@ -1,4 +1,4 @@
-"""The single-item commands: ``update``, ``task``, ``profiles`` and ``interfaces``.
+"""The single-item commands: ``update``, ``task``, ``profiles``, ``interfaces`` and ``budget``.
 
 Each click command only parses its options and hands a coroutine to
 :func:`~katapult_async.cli._app.run_command`; the coroutine talks to the API and prints.
@@ -26,9 +26,19 @@ from rich.table import Table
 
 from katapult_async._convert import converter
 from katapult_async._validate import validate_identifier
-from katapult_async.cli._app import EXIT_FAILURE, Settings, run_command, settings_of
+from katapult_async.cli._app import (
+    EXIT_FAILURE,
+    CommandError,
+    Settings,
+    run_command,
+    settings_of,
+)
 from katapult_async.cli._view import REFRESH_PER_SECOND
-from katapult_async.errors import SpeedProfileAlreadyAssignedError, TaskFailedError
+from katapult_async.errors import (
+    SpeedProfileAlreadyAssignedError,
+    TaskFailedError,
+    TaskNotFoundError,
+)
 from katapult_async.models import Task, TaskStatus
 
 T = TypeVar("T")
@@ -278,4 +288,64 @@ async def _interfaces(settings: Settings, vm: str, as_json: bool = False) -> int
         shown = "-" if profile is None else (profile.permalink or profile.name or profile.id)
         table.add_row(iface.id, iface.name or "-", shown)
     settings.out.print(table)
+    return 0
+
+
+# --- budget --------------------------------------------------------------------------------
+
+BUDGET_PROBE_TASK = "task_katapultasyncbudget"
+"""The task ``budget`` asks for: none has this id, so the answer is a small 404 (which carries
+the ``X-Ratelimit-*`` headers like any other); the cheapest request that needs no argument."""
+
+
+@click.command()
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="The API's rate-limit window in seconds (a minute on Katapult).",
+)
+@json_option
+@click.pass_context
+def budget(ctx: click.Context, window: float, as_json: bool) -> None:
+    """Show the token's rate-limit budget: limit, remaining, window, when it refills.
+
+    Sends one request, the cheapest there is (a GET of a task that does not exist), and reads
+    what its answer's X-Ratelimit-* headers tell the client's rate limiter.
+    """
+    settings = settings_of(ctx)
+    ctx.exit(run_command(settings, lambda: _budget(settings, window, as_json)))
+
+
+async def _budget(settings: Settings, window: float, as_json: bool) -> int:
+    async with settings.client(rate_limit_window=window) as client:
+        with contextlib.suppress(TaskNotFoundError):
+            await client.get_task(BUDGET_PROBE_TASK)
+        state = client.limiter.snapshot()
+    if state.limit is None:
+        raise CommandError(
+            "the API's answer carried no X-Ratelimit-Permitted header: the limit is unknown"
+        )
+    refills_in = None if state.refills_in is None else round(state.refills_in, 1)
+    if as_json:
+        print_json_lines(
+            [
+                {
+                    "limit": state.limit,
+                    "window": state.window,
+                    "remaining": state.remaining,
+                    "in_window": state.in_window,
+                    "refills_in": refills_in,
+                }
+            ]
+        )
+        return 0
+    for label, value in (
+        ("limit", f"{state.limit} requests / {state.window:g} s"),
+        ("remaining", f"{state.remaining} may start now (this check counted)"),
+        ("in window", f"{state.in_window} started in the last {state.window:g} s"),
+        ("refills", "-" if refills_in is None else f"in {refills_in:g} s (one more request)"),
+    ):
+        settings.out.print(f"[bold]{label + ':':<11}[/]{value}", highlight=False)
     return 0

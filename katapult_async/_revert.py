@@ -29,7 +29,7 @@ import attrs
 from katapult_async import _telemetry
 from katapult_async._plan import PlanAction, plan_speed_profiles, profile_matches, profile_text
 from katapult_async.bulk import bulk_update
-from katapult_async.bulk._journal import loads, loads_run
+from katapult_async.bulk._journal import close_run, loads, loads_run
 from katapult_async.errors import DriftedError, NoPreviousProfileError
 from katapult_async.models import Outcome, SpeedProfileRef, UpdateItem, UpdateResult
 
@@ -128,9 +128,14 @@ def revert_speed_profiles(
         last_run: Revert only the journal's last run (a run resumed after a halt or a crash
             included); by default every completed change the journal holds.
 
+    The journal's last run, if it did not finish (it halted, or was interrupted), is closed as
+    finished before any request: resuming it would take the items it completed as done, though
+    they are reverted. A rerun of the original update then starts a new run.
+
     Raises:
         OSError: at once, when ``journal`` cannot be read.
         ValueError: at once, for invalid options.
+        JournalInUseError: on the first iteration, when a run holds ``journal`` or the revert's.
     """
     changes = read_changes(journal, last_run=last_run)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -170,6 +175,8 @@ def revert_speed_profiles(
                     decided.append(_result(n, change, Outcome.SKIPPED, error=drift))
 
     async def results() -> AsyncGenerator[UpdateResult, None]:
+        # The run's items go back: resuming that run later would take them as done.
+        close_run(journal, "reverted: a rerun starts a new run")
         reverts = bulk_update(
             client,
             to_send(),

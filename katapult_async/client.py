@@ -41,6 +41,7 @@ from katapult_async.poller import TaskPoller
 
 if TYPE_CHECKING:
     from katapult_async._plan import PlanItem, PlanTarget
+    from katapult_async._rollout import Rollout
     from katapult_async.bulk import BulkProgress, UpdateItem
     from katapult_async.models import UpdateResult
 
@@ -491,6 +492,7 @@ class KatapultClient:
         confirm_horizon: float | None = None,
         timeout: float | None = None,
         resume: bool | None = None,
+        rollout: Rollout | None = None,
     ) -> AsyncGenerator[UpdateResult, None]:
         """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
@@ -525,6 +527,9 @@ class KatapultClient:
             resume: With a ``journal``: ``None`` resumes its run unless that run finished (then
                 a new run starts), ``True`` insists on resuming (``NothingToResumeError`` if
                 there is no unfinished run), ``False`` starts a new run.
+            rollout: A :class:`Rollout`: a canary first, a strict halt past a failure
+                threshold (the items not started are ``SKIPPED``), read-backs of a share of
+                the completed items.
 
         See :func:`katapult_async.bulk.bulk_update` for the details.
         """
@@ -543,4 +548,5 @@ class KatapultClient:
             record_previous=record_previous,
             confirm_horizon=confirm_horizon,
             resume=resume,
+            rollout=rollout,
         )

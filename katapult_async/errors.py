@@ -32,13 +32,13 @@
     ├── DuplicateItemError (also ValueError)      bulk: .interface_id repeated at .index
     ├── UnconfirmedUpdateError                    bulk: the update landed, its confirmation failed
     ├── VerificationError                         rollout: read back, the interface has another profile
-    ├── RolloutHaltedError                        rollout: halted before the item; .reason, .failures
     ├── DriftedError                              revert: changed since the run; .expected, .actual
     ├── NoPreviousProfileError                    revert: the journal has no previous profile
     ├── JournalInUseError                         bulk: another run holds the journal's lock
     ├── NothingToResumeError (also ValueError)    bulk: resume=True, but no unfinished run
     └── RunHaltedError                            bulk: the run halted, .reason (SKIPPED items)
-        └── RunAbortedError                       bulk: .cause no item can escape (bad token ...)
+        ├── RunAbortedError                       bulk: .cause no item can escape (bad token ...)
+        └── RolloutHaltedError                    rollout: canary or threshold; .failures
 
 Every :class:`APIError` carries ``status``, ``code``, ``description``, ``detail`` and the
 ``request_id`` (the ``X-Request-Id`` header Katapult's support asks for). Errors raised after retries
@@ -469,36 +469,6 @@ class VerificationError(KatapultError):
         return (type(self), (self.interface_id, self.expected, self.actual))
 
 
-class RolloutHaltedError(KatapultError):
-    """A rollout halted before this item started: nothing was sent for it (``SKIPPED``).
-
-    Rerunning with the same journal resumes the run: the skipped items are sent then.
-
-    Attributes:
-        reason: Why the run halted, in a sentence (``"the canary failed"``, ...).
-        failures: The failures counted when it halted.
-        finished: The items finished when it halted.
-    """
-
-    def __init__(self, reason: str, *, failures: int, finished: int) -> None:
-        self.reason = reason
-        self.failures = failures
-        self.finished = finished
-        super().__init__(
-            f"rollout halted: {reason} ({failures} failed of {finished} finished); "
-            "not started (rerun with the same journal to resume)"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_halted, (type(self), self.reason, self.failures, self.finished))
-
-
-def _rebuild_halted(
-    cls: type[RolloutHaltedError], reason: str, failures: int, finished: int
-) -> RolloutHaltedError:
-    return cls(reason, failures=failures, finished=finished)
-
-
 class DriftedError(KatapultError):
     """A revert found the interface changed since the run: it is left alone (``SKIPPED``).
 
@@ -638,6 +608,39 @@ class RunAbortedError(RunHaltedError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.cause,))
+
+
+class RolloutHaltedError(RunHaltedError):
+    """A rollout halted (its canary, or its failure threshold): the error of every item it did
+    not start (``SKIPPED``, nothing sent).
+
+    Rerunning with the same journal resumes the run: the skipped items are sent then.
+
+    Attributes:
+        reason: Why the run halted, in a sentence (``"canary item vmnet_... failed"``, ...).
+        failures: The failures counted when it halted.
+        finished: The items finished (this run's, through the rollout) when it halted.
+    """
+
+    def __init__(self, reason: str, *, failures: int, finished: int) -> None:
+        self.failures = failures
+        self.finished = finished
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return (
+            f"rollout halted: {self.reason} ({self.failures} failed of {self.finished} "
+            "finished); not started (rerun with the same journal to resume)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_halted, (type(self), self.reason, self.failures, self.finished))
+
+
+def _rebuild_halted(
+    cls: type[RolloutHaltedError], reason: str, failures: int, finished: int
+) -> RolloutHaltedError:
+    return cls(reason, failures=failures, finished=finished)
 
 
 ERROR_CLASSES: Mapping[str, type[APIError]] = {

@@ -86,6 +86,7 @@ import attrs
 
 from katapult_async import _telemetry
 from katapult_async._callbacks import ProgressCallback
+from katapult_async._rollout import Rollout
 from katapult_async.bulk._engine import PROGRESS_INTERVAL as PROGRESS_INTERVAL
 from katapult_async.bulk._engine import _BulkRun
 from katapult_async.bulk._item import DEFAULT_CONFIRM_HORIZON as DEFAULT_CONFIRM_HORIZON
@@ -158,7 +159,7 @@ class SupportsBulkUpdate(Protocol):
     async def wait_for_task(self, task: str, /, *, task_timeout: float | None = ...) -> Task: ...
 
     async def get_network_interface(self, interface: NetworkInterfaceRef, /) -> NetworkInterface:
-        """Used only with ``record_previous=True``."""
+        """Used only with ``record_previous=True`` and a rollout's ``verify``."""
         ...
 
     @property
@@ -186,6 +187,7 @@ def bulk_update(
     confirm_horizon: float | None = None,
     timeout: float | None = None,
     resume: bool | None = None,
+    rollout: Rollout | None = None,
 ) -> AsyncGenerator[UpdateResult, None]:
     """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
@@ -209,7 +211,10 @@ def bulk_update(
       that is not a 2- or 3-tuple/list or holds a malformed id or profile (nothing is sent), a task
       timeout, an API or transport error after the client's retries, and a repeated interface: each
       interface is sent once per run, a later pair for it gets a :class:`DuplicateItemError`;
-    * the run halted before the item was sent: ``SKIPPED`` (nothing sent; ``error`` says why).
+    * the run halted before the item was sent: ``SKIPPED`` (nothing sent; ``error`` says why);
+    * with a ``rollout`` whose ``verify`` picked the item: ``COMPLETED`` with ``verified=True``
+      when the interface read back has the profile, else ``ERROR`` with a
+      :class:`~katapult_async.errors.VerificationError`.
 
     Halting: an error no other item can escape (a missing or invalid token
     ``missing_api_token``/``invalid_api_token``, ``unauthorized_network_for_api_token``,
@@ -220,7 +225,9 @@ def bulk_update(
     ``ERROR`` with it, and every item not yet started (the rest of the input too) is ``SKIPPED``
     with one :class:`~katapult_async.errors.RunAbortedError` whose ``cause`` is that error. The
     iteration then ends normally; the last ``on_progress`` snapshot has ``halted`` set, and the
-    journal closes the run as ``halted``, so a rerun with the same journal resumes it.
+    journal closes the run as ``halted``, so a rerun with the same journal resumes it. A
+    ``rollout`` halts the same way, at its canary or its failure threshold, with a
+    :class:`~katapult_async.errors.RolloutHaltedError` (see :class:`~katapult_async.Rollout`).
 
     The input is consumed lazily: no more than ``concurrency`` pairs in progress plus a result
     buffer of ``min(concurrency, 32)`` are taken from it ahead of the results yielded, so a
@@ -272,6 +279,9 @@ def bulk_update(
             run finished (then a new run starts); ``True`` insists on resuming (raises
             :class:`NothingToResumeError` if the journal holds no unfinished run); ``False``
             starts a new run whatever the journal holds.
+        rollout: A :class:`~katapult_async.Rollout`: a canary first, a halt past a failure
+            threshold (strictly: at most ``max_failures + 1`` failures), and reading a share of
+            the completed items back. ``None`` (default): every item is sent as it comes.
 
     Returns:
         An async generator of results.
@@ -296,6 +306,7 @@ def bulk_update(
         record_previous=record_previous,
         confirm_horizon=confirm_horizon,
         resume=resume,
+        rollout=rollout,
     )
     sized_total: int | None = None
     if isinstance(updates, Sized):

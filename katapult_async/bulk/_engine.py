@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
 from katapult_async._callbacks import ProgressCallback, call_callback
+from katapult_async._rollout import RolloutGate
 from katapult_async.bulk._item import _ItemProcessor
 from katapult_async.bulk._journal import _Journal
 from katapult_async.bulk._options import RunOptions
@@ -121,6 +122,10 @@ class _BulkRun:
             processor = self.processor = _ItemProcessor(
                 self._client, options, journal=self._journal, progress=progress
             )
+            if options.rollout is not None:
+                processor.gate = RolloutGate(
+                    options.rollout, on_halt=self.halt, stopped=lambda: self.halted is not None
+                )
             queue = self._queue = asyncio.Queue(self._buffer)
             self._live = self._workers
             loop = asyncio.get_running_loop()
@@ -206,6 +211,8 @@ class _BulkRun:
         self.halted = self._progress.halted = error
         if self.processor is not None:
             self.processor.halted = error
+            if self.processor.gate is not None:
+                self.processor.gate.wake()  # items waiting for the rollout's gate are skipped
 
     def _wake(self) -> None:
         assert self._queue is not None

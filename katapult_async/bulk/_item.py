@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from katapult_async._plan import profile_matches, profile_text
+from katapult_async._rollout import RolloutGate, _Ticket
 from katapult_async._schedule import quantile
 from katapult_async.bulk._journal import _Journal, _Resumable
 from katapult_async.bulk._seen import _SeenIndex
@@ -32,6 +34,7 @@ from katapult_async.errors import (
     TaskNotFoundError,
     TaskTimeoutError,
     UnconfirmedUpdateError,
+    VerificationError,
 )
 from katapult_async.models import (
     NetworkInterfaceRef,
@@ -114,6 +117,9 @@ class _ItemProcessor:
         """Confirming PATCHes sent (each costs one request beyond the item's own)."""
         self.halted: RunHaltedError | None = None
         """Set when the run halts: from then on, items not yet sent are ``SKIPPED`` with it."""
+        self.gate: RolloutGate | None = None
+        """A rollout's gate, which each item passes before its first request and tells its
+        result (items that send nothing do not meet it)."""
 
     # --- the confirmation horizon -----------------------------------------------------------
 
@@ -210,6 +216,26 @@ class _ItemProcessor:
     ) -> UpdateResult:
         if self.halted is not None:  # halted while this item was consulting the journal
             return self._skip(item)
+        gate = self.gate
+        if gate is None:
+            return await self._send(item, iface, profile, attempted=attempted, ticket=None)
+        ticket = await gate.admit()  # a rollout: wait for the canary, or the room in flight
+        if not isinstance(ticket, _Ticket):
+            return self._skip(item)  # the run halted meanwhile (the gate's halt, or another)
+        result = await self._send(item, iface, profile, attempted=attempted, ticket=ticket)
+        await gate.finish(ticket, result)
+        return result
+
+    async def _send(
+        self,
+        item: _Item,
+        iface: NetworkInterfaceRef,
+        profile: SpeedProfileRef,
+        *,
+        attempted: bool,
+        ticket: _Ticket | None,
+    ) -> UpdateResult:
+        """Read the previous profile if asked, PATCH (confirming a lost answer), wait, verify."""
         if self._record_previous and item.previous is None and not attempted:
             # (After an unanswered attempt, the interface may show our own change: not read.)
             try:
@@ -268,8 +294,39 @@ class _ItemProcessor:
         except Exception as exc:
             return self._task_error(item, exc, task, task.id, resumed=False, confirmed=confirming)
         self._finishes.append(poller.now() - submitted_at)
+        verified = False
+        if ticket is not None and self.gate is not None and self.gate.verify(ticket):
+            wrong = await self._read_back(item, iface)
+            if wrong is not None:
+                return self._finish(
+                    item,
+                    Outcome.ERROR,
+                    task=final,
+                    error=wrong,
+                    task_id=task.id,
+                    confirmed=confirming,
+                )
+            verified = True
         return self._finish(
-            item, Outcome.COMPLETED, task=final, task_id=task.id, confirmed=confirming
+            item,
+            Outcome.COMPLETED,
+            task=final,
+            task_id=task.id,
+            confirmed=confirming,
+            verified=verified,
+        )
+
+    async def _read_back(self, item: _Item, iface: NetworkInterfaceRef) -> Exception | None:
+        """Read a completed item's interface: ``None`` when it has the profile asked for, else
+        a :class:`VerificationError` (or the error that kept it from being read)."""
+        try:
+            current = await self._client.get_network_interface(iface)
+        except Exception as exc:
+            return exc
+        if profile_matches(current.speed_profile, item.speed_profile):
+            return None
+        return VerificationError(
+            item.interface_id, item.profile_text, profile_text(current.speed_profile)
         )
 
     def _skip(self, item: _Item) -> UpdateResult:
@@ -315,10 +372,17 @@ class _ItemProcessor:
         task_id: str | None = None,
         resumed: bool = False,
         confirmed: bool = False,
+        verified: bool = False,
     ) -> UpdateResult:
         """The result of ``item``, journaled (``task_id``: the accepted task, if any)."""
         result = _result(
-            item, outcome, task=task, error=error, resumed=resumed, confirmed=confirmed
+            item,
+            outcome,
+            task=task,
+            error=error,
+            resumed=resumed,
+            confirmed=confirmed,
+            verified=verified,
         )
         if self._journal is not None:
             self._journal.result(result, task_id)
@@ -333,6 +397,7 @@ def _result(
     error: BaseException | None = None,
     resumed: bool = False,
     confirmed: bool = False,
+    verified: bool = False,
 ) -> UpdateResult:
     return UpdateResult(
         item.interface_id,
@@ -344,4 +409,5 @@ def _result(
         resumed=resumed,
         previous_speed_profile=item.previous,
         confirmed_after_lost_response=confirmed,
+        verified=verified,
     )

@@ -33,6 +33,7 @@ __all__ = [
     "PreviousRun",
     "RunRecord",
     "RunStatus",
+    "close_run",
     "dumps",
     "dumps_run",
     "loads",
@@ -350,6 +351,30 @@ class _Resumable:
     confirmed: bool = False
 
 
+def close_run(path: str | os.PathLike[str], reason: str) -> bool:
+    """Close the journal's last run as ``finished`` (with ``reason``) if it did not finish.
+
+    For a run that was reverted: resuming it would take the items it completed as done, though
+    they are back on their previous profiles; after this line a rerun starts a new run. Takes the
+    journal's lock for the one line.
+
+    Returns:
+        Whether a line was written (the last run had not finished).
+
+    Raises:
+        JournalInUseError: another run holds the journal.
+    """
+    if previous_run(path) in ("none", "finished"):
+        return False
+    journal = _Journal(os.fspath(path))
+    try:
+        last = journal._runs.runs or None
+        journal._write_run(RunRecord(status="finished", run=last, at=_now(), reason=reason))
+    finally:
+        journal.close()
+    return True
+
+
 class _Journal:
     """The append-only journal file: locks it, reads the resume state, then writes lines.
 
@@ -437,7 +462,8 @@ class _Journal:
                         previous,
                         confirmed=record.confirmed_after_lost_response,
                     )
-                elif outcome is Outcome.FAILED:
+                elif outcome is Outcome.FAILED or record.error_type == "VerificationError":
+                    # Failed, or read back with another profile: the change did not hold.
                     entries.pop(interface_id, None)
                 elif outcome is Outcome.ERROR and task_id is not None:
                     # Accepted, end unknown (a task timeout, say): poll it next time.

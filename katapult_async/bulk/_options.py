@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from katapult_async._callbacks import ProgressCallback
+from katapult_async._rollout import Rollout
 from katapult_async.models import BulkProgress
 
 __all__ = ["RunOptions"]
@@ -63,3 +64,6 @@ class RunOptions:
     record_previous: bool = False
     confirm_horizon: float | None = attrs.field(default=None, validator=_non_negative_or_none)
     resume: bool | None = None
+    rollout: Rollout | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Rollout))
+    )

@@ -34,6 +34,8 @@ LOG_FORMATS = ("text", "json")
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_HALTED = 3
+"""A rollout halted (its canary, or its failure threshold), reverted or not: the summary says."""
 EXIT_ABORTED = 4
 """A bulk run stopped at an error no item could escape (a bad token, an unreachable API); 3 is
 the rollout's halt."""

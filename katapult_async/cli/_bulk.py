@@ -24,6 +24,7 @@ from katapult_async.cli._app import (
 from katapult_async.cli._commands import org_lookup
 from katapult_async.cli._input import BulkInput, Row
 from katapult_async.cli._plan import PlanFile, is_plan_file
+from katapult_async.cli._rollout import RolloutFlags, halted_exit, rollout_options
 from katapult_async.cli._run import (
     BulkOptions,
     NothingToResumeUsageError,
@@ -33,6 +34,7 @@ from katapult_async.cli._run import (
     run_bulk,
 )
 from katapult_async.cli._select import Selection, selection_options
+from katapult_async.cli._undo import revert_after_halt
 from katapult_async.cli._view import BulkState, print_failures, print_summary
 from katapult_async.models import Outcome
 
@@ -57,7 +59,11 @@ async def _bulk(
             raise JournalBusyError(settings.redact(error_message(exc))) from None
         except NothingToResumeError as exc:  # the journal finished since it was announced
             raise NothingToResumeUsageError(settings.redact(error_message(exc))) from None
+        await revert_after_halt(settings, client, options, state)
     print_summary(settings.out, state)
+    halted = halted_exit(settings, state)
+    if halted is not None:
+        return halted
     aborted = halt_exit(settings, state)
     if aborted is not None:
         return aborted
@@ -151,6 +157,7 @@ async def _dry_run(
     is_flag=True,
     help="fsync the journal at least every 100 ms, so that a power loss loses at most that much.",
 )
+@rollout_options
 @click.pass_context
 def bulk(
     ctx: click.Context,
@@ -170,6 +177,12 @@ def bulk(
     dry_run: bool,
     timeout: float | None,
     durable: bool,
+    canary: int,
+    max_failures: tuple[int | None, float | None],
+    min_sample: int,
+    verify: float,
+    on_halt: str,
+    yes: bool,
 ) -> None:
     """Update many interfaces from FILE (CSV or JSON Lines; - for stdin), a PLAN, or a selection.
 
@@ -183,8 +196,15 @@ def bulk(
     resumes without updating the interfaces already done; once a run has finished, the same
     command starts a new run (--resume/--fresh make the intent explicit). Exit status 1 if any
     item failed.
+
+    A rollout: --canary N sends N items first and goes on only if they succeed (on a terminal,
+    after asking); --max-failures N|P% halts the run past that many failures (strictly: at most
+    N+1); --verify reads interfaces back. A halted run exits 3, its items not started skipped:
+    rerun to resume them, or give --on-halt revert to put back what it changed.
     """
     settings = settings_of(ctx)
+    flags = RolloutFlags(canary, max_failures, min_sample, verify, on_halt, yes)
+    rollout = flags if flags.wanted else None
     selection = Selection(organization, annotations, vms, to)
     check_profiles = dry_run and file is not None and not (annotations or vms or to)
     if not check_profiles:
@@ -207,6 +227,7 @@ def bulk(
                 durable=durable,
                 record_previous=record_previous,
                 resume=resume,
+                rollout=rollout,
             ),
             output,
         )
@@ -225,6 +246,8 @@ def bulk(
             )
         if journal is None and not source.is_stdin:
             journal = Path(f"{file}.journal.jsonl")
+        flags.check(journal=journal, previous_known=record_previous)
+        state.rollout = rollout is not None
         options = BulkOptions(
             concurrency=concurrency,
             rate_limit=rate_limit,
@@ -235,6 +258,7 @@ def bulk(
             durable=durable,
             record_previous=record_previous,
             resume=resume,
+            rollout=rollout,
         )
         writer = ResultsWriter(output, settings)
         with contextlib.closing(writer):
@@ -271,7 +295,12 @@ def _bulk_selection_or_plan(
             f"{plan_path}.journal.jsonl" if plan_path is not None else selection.journal_name()
         )
         options = attrs.evolve(options, journal=journal)
+    if options.rollout is not None:
+        options.rollout.check(
+            journal=journal, previous_known=plan_file is not None or options.record_previous
+        )
     state = BulkState(total=plan_file.count() if plan_file is not None else None, wait=options.wait)
+    state.rollout = options.rollout is not None
     if plan_file is None:
         settings.out.print(
             f"selected: {selection.describe()} → {selection.to}; journal {journal}", highlight=False
@@ -283,6 +312,7 @@ def _bulk_selection_or_plan(
                 plan_file.rows() if plan_file is not None else selection.rows(client)
             )
             await run_bulk(settings, client, rows, options, state, writer)
+            await revert_after_halt(settings, client, options, state)
         print_summary(settings.out, state)
         if plan_file is not None:
             skipped = ", ".join(f"{n} {action}" for action, n in sorted(plan_file.skipped.items()))
@@ -290,6 +320,9 @@ def _bulk_selection_or_plan(
                 f"plan: {plan_file.changes} change items applied; skipped: {skipped or 'none'}",
                 highlight=False,
             )
+        halted = halted_exit(settings, state)
+        if halted is not None:
+            return halted
         aborted = halt_exit(settings, state)
         if aborted is not None:
             return aborted

@@ -42,6 +42,7 @@ from katapult_async.cli._app import (
     error_message,
 )
 from katapult_async.cli._input import Row
+from katapult_async.cli._rollout import RolloutFlags
 from katapult_async.cli._view import REFRESH_PER_SECOND, BulkState, BulkView, RequestCounts
 from katapult_async.client import KatapultClient
 from katapult_async.errors import RunAbortedError
@@ -140,6 +141,8 @@ class BulkOptions:
     record_previous: bool = False
     resume: bool | None = None
     """``--resume`` (True), ``--fresh`` (False), or neither: resume unless the run finished."""
+    rollout: RolloutFlags | None = None
+    """The rollout options (``--canary``, ``--max-failures``, ...), when any is given."""
 
 
 class NothingToResumeUsageError(CommandError):
@@ -284,6 +287,7 @@ async def run_bulk(
         journal_fsync=options.durable,
         record_previous=options.record_previous,
         resume=options.resume,
+        rollout=options.rollout.rollout(settings, view) if options.rollout is not None else None,
     )
     await show_results(settings, results, state, writer, view, line_of)
 
@@ -310,6 +314,7 @@ async def show_results(
                 _failure_text(line, result.interface_id, profile, message or "")
             )
         state.add(result.outcome, failure, resumed=result.resumed)
+        state.verified += result.verified
         writer.write(
             line=line,
             interface_id=result.interface_id,
@@ -321,7 +326,8 @@ async def show_results(
         )
 
     try:
-        with Live(view, console=settings.out, refresh_per_second=REFRESH_PER_SECOND):
+        with Live(view, console=settings.out, refresh_per_second=REFRESH_PER_SECOND) as live:
+            view.live = live
             # Closing stops the engine at once (also on Ctrl-C): no new PATCH, journal closed.
             async with contextlib.aclosing(results):
                 async for result in results:

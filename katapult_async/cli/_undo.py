@@ -26,8 +26,9 @@ from katapult_async.cli._app import (
     run_command,
     settings_of,
 )
+from katapult_async.cli._rollout import revert_journal, rollout_halt
 from katapult_async.cli._run import BulkOptions, ResultsWriter, bulk_client, show_results
-from katapult_async.cli._view import BulkState, BulkView, print_summary
+from katapult_async.cli._view import BulkState, BulkView, print_failures, print_summary
 from katapult_async.client import KatapultClient
 from katapult_async.errors import DriftedError, NoPreviousProfileError
 from katapult_async.models import Outcome, UpdateResult
@@ -63,11 +64,13 @@ async def revert(
     state: BulkState,
     writer: ResultsWriter,
     force: bool,
+    *,
+    last_run: bool = False,
 ) -> UndoReport:
     """Revert what the run of ``journal_file`` changed, behind the live display; what it found.
 
-    ``options.journal`` is the revert's own journal. Shared by ``undo`` and ``bulk --on-halt
-    revert``.
+    ``options.journal`` is the revert's own journal; ``last_run``: only the journal's last run.
+    Shared by ``undo`` and ``bulk --on-halt revert``.
     """
     report = UndoReport()
     view = BulkView(state, window=options.window)
@@ -79,6 +82,7 @@ async def revert(
         on_progress=view.on_progress,
         task_timeout=options.timeout,
         journal_fsync=options.durable,
+        last_run=last_run,
     )
 
     async def noted() -> AsyncGenerator[UpdateResult, None]:
@@ -89,6 +93,36 @@ async def revert(
 
     await show_results(settings, noted(), state, writer, view, lambda _index: None)
     return report
+
+
+async def revert_after_halt(
+    settings: Settings, client: KatapultClient, options: BulkOptions, state: BulkState
+) -> None:
+    """``--on-halt revert``: after a rollout halted, revert every interface the run changed (the
+    journal's last run, drift-checked, journaled in ``JOURNAL.undo.jsonl``); count them in
+    ``state.reverted``. Nothing when the run did not halt so, or the option was not given."""
+    halted = rollout_halt(state)
+    if options.rollout is None or not options.rollout.revert or halted is None:
+        return
+    assert options.journal is not None  # checked with the options
+    settings.out.print(
+        f"halted: {settings.redact(halted.reason)}; reverting what this run changed "
+        "(--on-halt revert)",
+        style="bold yellow",
+        markup=False,
+        highlight=False,
+    )
+    undo = BulkState(total=None, wait=True)
+    undo_options = attrs.evolve(options, journal=revert_journal(options.journal), rollout=None)
+    writer = ResultsWriter(None, settings)
+    report = await revert(
+        settings, client, options.journal, undo_options, undo, writer, False, last_run=True
+    )
+    state.reverted = undo.counts[Outcome.COMPLETED]
+    print_report(settings, undo, report, title="revert")
+    if undo.failure_count:
+        settings.out.print(f"[bold red]revert failures[/] ({undo.failure_count}):")
+        print_failures(settings.out, undo)
 
 
 def print_report(settings: Settings, state: BulkState, report: UndoReport, *, title: str) -> None:

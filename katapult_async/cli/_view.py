@@ -12,6 +12,7 @@ import time
 
 import attrs
 from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -90,6 +91,12 @@ class BulkState:
     requests: RequestCounts = attrs.field(factory=RequestCounts)
     started: float = attrs.field(factory=time.monotonic)
     finished: float | None = None
+    rollout: bool = False
+    """A rollout: the summary shows ``skipped`` and ``verified`` even when 0."""
+    verified: int = 0
+    """Results read back and found right (a rollout's ``--verify``)."""
+    reverted: int | None = None
+    """After ``--on-halt revert``: the interfaces put back (``None``: no revert ran)."""
 
     @property
     def done(self) -> int:
@@ -131,6 +138,8 @@ class BulkView:
             TimeElapsedColumn(),
         )
         self._bar = self._progress.add_task("bulk", total=state.total)
+        self.live: Live | None = None
+        """The live display while it runs (a prompt stops it and starts it again)."""
 
     def on_progress(self, progress: BulkProgress) -> None:
         self._state.progress = progress
@@ -146,7 +155,7 @@ def _always_shown(outcome: Outcome, state: BulkState) -> bool:
     ``skipped`` never: only a halt or a revert skips)."""
     if outcome is Outcome.SUBMITTED:
         return not state.wait
-    return outcome is not Outcome.SKIPPED
+    return outcome is not Outcome.SKIPPED or state.rollout
 
 
 def _limit_text(limit: int | None, window: float | None) -> str:
@@ -193,6 +202,10 @@ def _summary_table(state: BulkState, title: str) -> Table:
         )
     table.add_section()
     table.add_row("total", str(state.done))
+    if state.rollout:
+        table.add_row("verified (read back)", str(state.verified))
+    if state.reverted is not None:
+        table.add_row("reverted (--on-halt revert)", str(state.reverted))
     if state.resumed:
         table.add_row("already done (earlier run)", str(state.resumed))
     table.add_row("wall time", duration(state.elapsed))

@@ -1,0 +1,140 @@
+"""``bulk`` with rollout options, against a simulator process: canary, halt, verify, revert."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import Sim, _start_simulator, _stop, invoke
+
+EXIT_HALTED = 3
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Sim]:
+    # tasks to 1gbps fail; a small limit with headers: every request must be paced
+    proc, simulator = _start_simulator(
+        "--task-duration", "0.1", "--seed", "3", "--rate-limit", "40", "--window", "1",
+        "--fail-profile", "1gbps",
+    )  # fmt: skip
+    try:
+        yield simulator
+    finally:
+        _stop(proc)
+
+
+def _interfaces(sim: Sim, count: int) -> list[str]:
+    ids: list[str] = sim.admin("POST", "/interfaces", {"count": count})["interfaces"]
+    return ids
+
+
+def _profiles(sim: Sim) -> dict[str, str]:
+    interfaces: dict[str, str] = sim.admin("GET", "/state")["interfaces"]
+    return interfaces
+
+
+def _csv(path: Path, rows: list[tuple[str, str]]) -> str:
+    path.write_text("interface,speed_profile\n" + "".join(f"{i},{p}\n" for i, p in rows))
+    return str(path)
+
+
+def _no_429(sim: Sim, start: int) -> None:
+    assert not [r for r in sim.requests()[start:] if r["status"] == 429]
+
+
+def test_a_canary_failure_halts_with_exit_3(sim: Sim, tmp_path: Path) -> None:
+    ids = _interfaces(sim, 10)
+    start = len(sim.requests())
+    file = _csv(tmp_path / "bad.csv", [(i, "1gbps") for i in ids])
+    result = invoke(sim, "bulk", file, "--canary", "2", "--window", "1")
+    assert result.exit_code == EXIT_HALTED, result.output
+    assert len(sim.patched(sim.requests()[start:])) == 2
+    assert "halted: canary item" in result.output
+    assert "8 not started" in result.output
+    assert "skipped" in result.output
+    _no_429(sim, start)
+
+
+def test_a_clean_rollout_with_canary_and_verify_exits_0(sim: Sim, tmp_path: Path) -> None:
+    ids = _interfaces(sim, 8)
+    start = len(sim.requests())
+    file = _csv(tmp_path / "good.csv", [(i, "100mbps") for i in ids])
+    output = tmp_path / "out.jsonl"
+    result = invoke(
+        sim, "bulk", file, "--canary", "2", "--verify", "--max-failures", "10%",
+        "--window", "1", "--output", str(output),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Canary: 2 items passed" in result.output  # no terminal: shown, then on
+    assert "verified (read back)" in result.output
+    assert "│                    8 │" in result.output or " 8 " in result.output
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert {line["outcome"] for line in lines} == {"completed"}
+    profiles = _profiles(sim)
+    assert len({profiles[i] for i in ids}) == 1
+    _no_429(sim, start)
+
+
+def test_max_failures_halts_then_on_halt_revert_puts_everything_back(
+    sim: Sim, tmp_path: Path
+) -> None:
+    ids = _interfaces(sim, 12)
+    before = _profiles(sim)
+    start = len(sim.requests())
+    rows = [(i, "100mbps") for i in ids[:6]] + [(i, "1gbps") for i in ids[6:]]
+    file = _csv(tmp_path / "mixed.csv", rows)
+    result = invoke(
+        sim, "bulk", file, "--max-failures", "1", "--on-halt", "revert", "--record-previous",
+        "--concurrency", "2", "--window", "1",
+    )  # fmt: skip
+    assert result.exit_code == EXIT_HALTED, result.output
+    assert "max_failures=1" in result.output
+    assert "reverting what this run changed" in result.output
+    assert "reverted (--on-halt revert)" in result.output
+    after = _profiles(sim)
+    assert {i: after[i] for i in ids} == {i: before[i] for i in ids}  # all back
+    patched = sim.patched(sim.requests()[start:])
+    assert sum(1 for i in patched if i in ids[6:]) <= 2  # at most max_failures + 1 failed
+    assert Path(f"{file}.journal.jsonl.undo.jsonl").exists()
+    _no_429(sim, start)
+    # the reverted run is closed: the same command starts a new run, it does not resume
+    result = invoke(sim, "bulk", file, "--max-failures", "1", "--window", "1", "--concurrency", "2")
+    assert "starting a new run" in result.output, result.output
+
+
+def test_rerunning_a_halted_journal_finishes_the_rest(sim: Sim, tmp_path: Path) -> None:
+    ids = _interfaces(sim, 6)
+    rows = [(i, "100mbps") for i in ids]
+    rows[2] = (ids[2], "1gbps")
+    file = _csv(tmp_path / "halt.csv", rows)
+    result = invoke(sim, "bulk", file, "--max-failures", "0", "--concurrency", "1", "--window", "1")
+    assert result.exit_code == EXIT_HALTED, result.output
+    mark = len(sim.requests())
+    result = invoke(sim, "bulk", file, "--concurrency", "1", "--window", "1")
+    assert result.exit_code == 1, result.output  # the bad item fails again; no halt this time
+    assert "resuming its halted run" in result.output
+    assert sorted(sim.patched(sim.requests()[mark:])) == sorted(ids[2:])
+    profiles = _profiles(sim)
+    assert len({profiles[i] for i in ids if i != ids[2]}) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--max-failures", "lots"),
+        ("--max-failures", "120%"),
+        ("--on-halt", "revert"),  # a CSV without --record-previous: no previous profiles
+        ("--verify", "2"),
+    ],
+)
+def test_rollout_usage_errors_exit_2_before_any_request(
+    sim: Sim, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    file = _csv(tmp_path / "u.csv", [("vmnet_abc", "100mbps")])
+    before = len(sim.requests())
+    result = invoke(sim, "bulk", file, *args)
+    assert result.exit_code == 2, result.output
+    assert len(sim.requests()) == before

@@ -482,6 +482,7 @@ class KatapultClient:
         updates: Iterable[UpdateItem] | AsyncIterable[UpdateItem],
         *,
         concurrency: int = 16,
+        max_tasks: int = 1000,
         wait: bool = True,
         on_progress: ProgressCallback[BulkProgress] | None = None,
         journal: str | os.PathLike[str] | None = None,
@@ -508,7 +509,10 @@ class KatapultClient:
         Args:
             updates: A sync or async iterable of ``(interface, speed_profile)`` pairs, consumed
                 lazily (a generator of 100,000 pairs is never materialised).
-            concurrency: Items in progress at once (PATCH and polls); the limiter paces requests.
+            concurrency: Items sending their requests at once (the PATCH, and the read of
+                ``record_previous``); the limiter paces the requests.
+            max_tasks: Accepted tasks awaited at once beyond those (default 1,000): waiting
+                for a task holds no ``concurrency`` place (``0``: it does, as in earlier releases).
             wait: Wait for each task (``COMPLETED``/``FAILED``) or stop at ``SUBMITTED``.
             on_progress: Called (sync or async) with a :class:`BulkProgress` snapshot, at most
                 every 0.1 s and once at the end.
@@ -539,6 +543,7 @@ class KatapultClient:
             self,
             updates,
             concurrency=concurrency,
+            max_tasks=max_tasks,
             wait=wait,
             on_progress=on_progress,
             journal=journal,

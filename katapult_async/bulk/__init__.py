@@ -177,6 +177,7 @@ def bulk_update(
     updates: Iterable[UpdateItem] | AsyncIterable[UpdateItem],
     *,
     concurrency: int = 16,
+    max_tasks: int = 1000,
     wait: bool = True,
     on_progress: ProgressCallback[BulkProgress] | None = None,
     journal: str | os.PathLike[str] | None = None,
@@ -229,10 +230,13 @@ def bulk_update(
     ``rollout`` halts the same way, at its canary or its failure threshold, with a
     :class:`~katapult_async.errors.RolloutHaltedError` (see :class:`~katapult_async.Rollout`).
 
-    The input is consumed lazily: no more than ``concurrency`` pairs in progress plus a result
-    buffer of ``min(concurrency, 32)`` are taken from it ahead of the results yielded, so a
-    generator of any length runs in flat memory. ``concurrency`` bounds the items in progress
-    (PATCH and polls); the client's rate limiter paces the requests themselves.
+    The input is consumed lazily: no more than ``concurrency + max_tasks`` pairs in progress plus
+    a result buffer of ``min(concurrency, 32)`` are taken from it ahead of the results yielded,
+    so a generator of any length runs in flat memory. ``concurrency`` bounds the items sending
+    their requests (the read of ``record_previous``, the PATCH); an item whose PATCH was
+    accepted waits for its task without holding one of those places, so that a job whose
+    requests fit in the rate-limit budget sends every PATCH at once and ends with its slowest
+    task. The client's rate limiter paces the requests themselves, task polls included.
 
     Stopping early: cancelling the task that iterates, calling ``aclose()``, or leaving an
     ``async with contextlib.aclosing(...)`` block stops taking input and sending PATCHes, cancels the
@@ -252,7 +256,10 @@ def bulk_update(
             :class:`SpeedProfileRef` or ``None``), whose third element becomes the result's
             ``previous_speed_profile``. An iterator passed in is left open; one this function
             creates (from an iterable) is closed.
-        concurrency: How many items may be in progress at once (default 16).
+        concurrency: How many items may send their requests at once (default 16).
+        max_tasks: How many accepted tasks may be awaited at once, beyond those (default 1,000;
+            it bounds the memory of a long run, not the request rate). ``0``: an item keeps its
+            ``concurrency`` place until its task ends (as in earlier releases).
         wait: Wait for each task to finish (default). ``False``: stop once the PATCH is accepted.
         on_progress: Called, sync or async, with a :class:`BulkProgress` after items finish, at
             most every :data:`PROGRESS_INTERVAL` seconds, and once more when the run ends normally.
@@ -297,6 +304,7 @@ def bulk_update(
     """
     options = _RunOptions(
         concurrency=concurrency,
+        max_tasks=max_tasks,
         wait=wait,
         on_progress=on_progress,
         journal=journal,

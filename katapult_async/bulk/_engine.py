@@ -1,9 +1,10 @@
 """The run of one :func:`~katapult_async.bulk.bulk_update` call: workers, result queue, progress.
 
-``concurrency`` long-lived worker coroutines pull pairs from the input (``_PairSource``), turn each
-into its result (``_ItemProcessor``) and put it on a small bounded queue that the caller drains by
-iterating; ``_Progress`` keeps the counters and makes the throttled ``on_progress`` calls. No task
-is created per item. Stopping, normally or not, cancels and reaps the workers, closes an input
+``concurrency + max_tasks`` long-lived worker coroutines (``concurrency`` without ``wait``) pull
+pairs from the input (``_PairSource``), turn each into its result (``_ItemProcessor``, which lets
+only ``concurrency`` of them send at once: awaiting a task holds no place) and put it on a small
+bounded queue that the caller drains by iterating; ``_Progress`` keeps the counters and makes the
+throttled ``on_progress`` calls. No task is created per item. Stopping, normally or not, cancels and reaps the workers, closes an input
 iterator the run created and closes the journal.
 """
 
@@ -86,8 +87,12 @@ class _BulkRun:
         self._options = options
         self._source = _PairSource(updates)
         concurrency = options.concurrency
-        # An input of known length needs no more workers than items.
-        self._workers = concurrency if length is None else max(1, min(concurrency, length))
+        # Workers awaiting their tasks hold no sending place: up to max_tasks of them beyond
+        # those sending. An input of known length needs no more workers than items.
+        workers = concurrency + options.max_tasks if options.wait else concurrency
+        # (With max_tasks=0 an item keeps its place while it waits: the sending places are
+        # never short.)
+        self._workers = workers if length is None else max(1, min(workers, length))
         self._buffer = min(concurrency, _MAX_RESULT_BUFFER)
         self.processor: _ItemProcessor | None = None
         self._progress = _Progress(client, total=options.total, on_progress=options.on_progress)

@@ -101,6 +101,8 @@ class _ItemProcessor:
         progress: _Progress,
     ) -> None:
         self._client = client
+        # The places of items sending a request (a read, a PATCH); awaiting a task holds none.
+        self._sending = asyncio.Semaphore(options.concurrency)
         self._wait = options.wait
         self._timeout = options.task_timeout
         self._journal = journal
@@ -194,7 +196,8 @@ class _ItemProcessor:
         try:
             # One read first: after a crash most tasks have long finished, and an unknown task
             # is known at once (the poller would take a bare id's not-found for lag and retry).
-            seen = final = await self._client.get_task(task_id)
+            async with self._sending:
+                seen = final = await self._client.get_task(task_id)
             self._saw(final)
             if final.status is TaskStatus.FAILED:
                 raise TaskFailedError(final)
@@ -239,7 +242,8 @@ class _ItemProcessor:
         if self._record_previous and item.previous is None and not attempted:
             # (After an unanswered attempt, the interface may show our own change: not read.)
             try:
-                current = await self._client.get_network_interface(iface)
+                async with self._sending:
+                    current = await self._client.get_network_interface(iface)
             except Exception as exc:
                 return self._finish(item, Outcome.ERROR, error=exc)
             if current.speed_profile is not None:
@@ -255,25 +259,32 @@ class _ItemProcessor:
                 await asyncio.sleep(self.horizon())
                 self.confirmations += 1
                 confirming = True
-            if journal is not None:
-                journal.attempt(
-                    item.index, item.interface_id, item.profile_text, item.previous_text
-                )
+            await self._sending.acquire()
             try:
-                task = await self._client.update_speed_profile(iface, profile)
-            except SpeedProfileAlreadyAssignedError as exc:
-                if exc.after_lost_response or (lost and not confirming):
-                    # Our own unseen attempt made the assignment; its task may yet fail: confirm.
-                    lost = confirm_next = True
-                    last = exc
-                    continue
-                return self._finish(item, Outcome.ALREADY_ASSIGNED, confirmed=confirming)
-            except Exception as exc:
-                if confirming:
-                    unconfirmed = UnconfirmedUpdateError(item.interface_id, item.profile_text)
-                    unconfirmed.__cause__ = exc
-                    return self._finish(item, Outcome.ERROR, error=unconfirmed)
-                return self._finish(item, Outcome.ERROR, error=exc)
+                if self.halted is not None and not confirming:
+                    return self._skip(item)  # halted while this item waited for its place
+                if journal is not None:
+                    journal.attempt(
+                        item.index, item.interface_id, item.profile_text, item.previous_text
+                    )
+                try:
+                    task = await self._client.update_speed_profile(iface, profile)
+                except SpeedProfileAlreadyAssignedError as exc:
+                    if exc.after_lost_response or (lost and not confirming):
+                        # Our own unseen attempt made the assignment; its task may yet fail:
+                        # confirm.
+                        lost = confirm_next = True
+                        last = exc
+                        continue
+                    return self._finish(item, Outcome.ALREADY_ASSIGNED, confirmed=confirming)
+                except Exception as exc:
+                    if confirming:
+                        unconfirmed = UnconfirmedUpdateError(item.interface_id, item.profile_text)
+                        unconfirmed.__cause__ = exc
+                        return self._finish(item, Outcome.ERROR, error=unconfirmed)
+                    return self._finish(item, Outcome.ERROR, error=exc)
+            finally:
+                self._sending.release()
             break
         else:
             unconfirmed = UnconfirmedUpdateError(item.interface_id, item.profile_text)

@@ -26,6 +26,11 @@ def _positive_int(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -
         raise ValueError(f"{attribute.name} must be a positive int, got {value!r}")
 
 
+def _count(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be a non-negative int, got {value!r}")
+
+
 def _count_or_none(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"{attribute.name} must be a non-negative int or None, got {value!r}")
@@ -55,6 +60,7 @@ class RunOptions:
     """
 
     concurrency: int = attrs.field(default=16, validator=_positive_int)
+    max_tasks: int = attrs.field(default=1000, validator=_count)
     wait: bool = True
     on_progress: ProgressCallback[BulkProgress] | None = None
     journal: str | None = attrs.field(default=None, converter=_path_or_none)

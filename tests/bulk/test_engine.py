@@ -177,7 +177,7 @@ async def test_aclosing_early_cleans_up(
             yield (iface, "1gbps")
 
     async with contextlib.aclosing(
-        bulk_update(client, source(), concurrency=4, journal=journal)
+        bulk_update(client, source(), concurrency=4, max_tasks=0, journal=journal)
     ) as results:
         async for _result in results:
             break

@@ -64,7 +64,7 @@ async def test_an_interrupted_run_is_resumed(
     ids = sim.add_interfaces(6)
     journal = tmp_path / "j.jsonl"
     updates = [(i, "1gbps") for i in ids]
-    results = bulk_update(client, updates, journal=journal, concurrency=1)
+    results = bulk_update(client, updates, journal=journal, concurrency=1, max_tasks=0)
     async with contextlib.aclosing(results):
         done = [await anext(results), await anext(results)]
     assert previous_run(journal) == "interrupted"
@@ -114,7 +114,7 @@ async def test_resume_true_refuses_a_finished_run_and_resume_false_starts_afresh
     assert sim.requests == []
 
     # An interrupted run: resume=False starts a new run all the same.
-    results = bulk_update(client, updates, journal=journal, concurrency=1)
+    results = bulk_update(client, updates, journal=journal, concurrency=1, max_tasks=0)
     async with contextlib.aclosing(results):
         await anext(results)
     assert previous_run(journal) == "interrupted"

@@ -138,3 +138,15 @@ def test_rollout_usage_errors_exit_2_before_any_request(
     result = invoke(sim, "bulk", file, *args)
     assert result.exit_code == 2, result.output
     assert len(sim.requests()) == before
+
+
+def test_the_demo_ends_with_a_rollout_that_halts_and_reverts() -> None:
+    result = invoke(
+        None, "demo", "--count", "10", "--vms", "0", "--rate-limit", "50", "--window", "1",
+        "--task-duration", "0.2", token=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "Canary: 3 items passed" in out
+    assert "halted: 3 failures exceed max_failures=2" in out
+    assert "rollout: halted, 3 failed (at most 3), 24/24 interfaces on 10gbps again." in out

@@ -33,6 +33,9 @@ FC = TypeVar("FC", bound=Callable[..., Any])
 DEMO_TARGET_PROFILE = "1gbps"
 """The profile ``demo`` and ``simulate --interfaces-file`` move interfaces to (from 10gbps)."""
 
+DEMO_BAD_PROFILE = "10mbps"
+"""The bad target of the demo's rollout: its simulator fails every task to it."""
+
 _OPTIONS: dict[str, dict[str, Any]] = {
     "--host": {"default": "127.0.0.1", "show_default": True, "help": "Loopback address to use."},
     "--port": {"type": click.IntRange(0, 65535), "default": 0, "help": "Port (0: any free one)."},
@@ -239,6 +242,13 @@ def simulate(
     multiple=True,
     help="The annotations of those VMs, which the loop selects by [default: role=db].",
 )
+@click.option(
+    "--rollout/--no-rollout",
+    default=True,
+    show_default=True,
+    help=f"End with a rollout to a bad profile ({DEMO_BAD_PROFILE}, whose tasks fail): the canary "
+    "passes, the run halts at its threshold and reverts what it changed.",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -249,12 +259,14 @@ def demo(
     task_duration: float,
     vms: int,
     vm_annotations: tuple[str, ...],
+    rollout: bool,
 ) -> None:
     """Bulk-update COUNT interfaces on a built-in simulator, paced to its rate limit.
 
     No token or network needed. Each item costs at least two requests (the PATCH and one poll of
     its task), so the run cannot beat 2 x COUNT / (RATE_LIMIT / WINDOW) seconds; the summary says
-    how close it came.
+    how close it came. Then the plan, apply, verify, undo loop on annotated VMs, and a rollout
+    that halts and reverts.
     """
     settings = settings_of(ctx)
     state = BulkState(total=count, wait=True)
@@ -272,6 +284,7 @@ def demo(
         task_duration=task_duration,
         task_duration_jitter=0.2,
         seed=0,
+        fail_profiles=(DEMO_BAD_PROFILE,),
     )
 
     annotations = _annotation_pairs(vm_annotations or ("role=db",))
@@ -282,7 +295,7 @@ def demo(
     ctx.exit(
         run_command(
             settings,
-            lambda: _demo(settings, config, count, options, state, vms, annotations),
+            lambda: _demo(settings, config, count, options, state, vms, annotations, rollout),
             on_interrupt=interrupted,
         )
     )
@@ -296,6 +309,7 @@ async def _demo(
     state: BulkState,
     vms: int = 0,
     annotations: dict[str, str] | None = None,
+    rollout: bool = False,
 ) -> int:
     from katapult_async.testing import KatapultSimulator
 
@@ -344,7 +358,71 @@ async def _demo(
                 vm = simulator.add_virtual_machine(annotations=annotations or {})
                 simulator.add_interfaces(2, vm_id=vm.id)
             loop_ok = await _demo_loop(settings, simulator, options, annotations or {})
-    return EXIT_FAILURE if state.any_failed or moved != count or not loop_ok else 0
+        rollout_ok = await _demo_rollout(settings, simulator, options) if rollout else True
+    failed = state.any_failed or moved != count
+    return EXIT_FAILURE if failed or not loop_ok or not rollout_ok else 0
+
+
+async def _demo_rollout(
+    settings: Settings, simulator: KatapultSimulator, options: BulkOptions
+) -> bool:
+    """A rollout that goes wrong: a third of 24 interfaces to a good profile (the canary among
+    them), the rest to :data:`DEMO_BAD_PROFILE`; it halts at ``--max-failures 2`` and
+    ``--on-halt revert`` puts back what it changed. True when it halted and every interface is
+    back on its profile."""
+    import tempfile
+
+    from katapult_async.cli._rollout import RolloutFlags, halted_exit
+    from katapult_async.cli._undo import revert_after_halt
+
+    out = settings.out
+    vm = simulator.add_virtual_machine()
+    ids = simulator.add_interfaces(24, vm_id=vm.id, speed_profile="10gbps")
+    targets = ["500mbps"] * 8 + [DEMO_BAD_PROFILE] * 16
+    out.print(
+        f"\nA rollout that goes wrong: {len(ids)} interfaces, the first 8 to 500mbps, the rest "
+        f"to {DEMO_BAD_PROFILE}, whose tasks fail here (katapult-async bulk ... --canary 3 "
+        "--max-failures 2 --verify 0.5 --on-halt revert --record-previous --yes).",
+        highlight=False,
+    )
+    flags = RolloutFlags(canary=3, max_failures=(2, None), verify=0.5, on_halt="revert", yes=True)
+    state = BulkState(total=len(ids), wait=True, rollout=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        rollout_options = attrs.evolve(
+            options,
+            concurrency=8,
+            journal=Path(tmp) / "rollout.jsonl",
+            record_previous=True,
+            rollout=flags,
+        )
+        rows = [
+            Row(n, iface, target)
+            for n, (iface, target) in enumerate(zip(ids, targets, strict=True), 1)
+        ]
+        async with (
+            counting_session(state.requests) as session,
+            KatapultClient(
+                simulator.token,
+                base_url=simulator.base_url,
+                rate_limit_window=simulator.config.rate_limit_window,
+                session=session,
+            ) as client,
+        ):
+            writer = ResultsWriter(None, settings)
+            await run_bulk(settings, client, rows, rollout_options, state, writer)
+            await revert_after_halt(settings, client, rollout_options, state)
+        print_summary(out, state)
+        halted = halted_exit(settings, state) is not None
+    ten_g = simulator.profile_by_permalink("10gbps").id
+    simulator.settle()
+    back = sum(1 for i in ids if simulator.interfaces[i].speed_profile_id == ten_g)
+    out.print(
+        f"rollout: {'halted' if halted else 'did not halt'}, "
+        f"{state.counts[Outcome.FAILED]} failed (at most 3), {back}/{len(ids)} interfaces on "
+        "10gbps again.",
+        highlight=False,
+    )
+    return halted and back == len(ids)
 
 
 async def _demo_loop(

@@ -216,6 +216,9 @@ class RolloutGate:
         """Count the result of an item let through; halt, or decide on the canary, if due."""
         decide = False
         self.in_flight -= 1
+        if result.outcome is Outcome.SKIPPED:  # the run halted before it was sent: not counted
+            self.wake()
+            return
         failed = result.outcome in (Outcome.FAILED, Outcome.ERROR)
         self.finished += 1
         self.failures += failed

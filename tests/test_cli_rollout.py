@@ -128,6 +128,7 @@ def test_rerunning_a_halted_journal_finishes_the_rest(sim: Sim, tmp_path: Path) 
         ("--max-failures", "120%"),
         ("--on-halt", "revert"),  # a CSV without --record-previous: no previous profiles
         ("--verify", "2"),
+        ("--canary", "2", "--no-wait"),
     ],
 )
 def test_rollout_usage_errors_exit_2_before_any_request(

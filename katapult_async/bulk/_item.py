@@ -331,7 +331,8 @@ class _ItemProcessor:
         """Read a completed item's interface: ``None`` when it has the profile asked for, else
         a :class:`VerificationError` (or the error that kept it from being read)."""
         try:
-            current = await self._client.get_network_interface(iface)
+            async with self._sending:
+                current = await self._client.get_network_interface(iface)
         except Exception as exc:
             return exc
         if profile_matches(current.speed_profile, item.speed_profile):

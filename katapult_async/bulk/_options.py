@@ -73,3 +73,9 @@ class RunOptions:
     rollout: Rollout | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Rollout))
     )
+
+    def __attrs_post_init__(self) -> None:
+        if self.rollout is not None and not self.wait:
+            raise ValueError(
+                "a rollout needs wait=True: its canary and its thresholds go by the tasks' ends"
+            )

@@ -246,7 +246,7 @@ def bulk(
             )
         if journal is None and not source.is_stdin:
             journal = Path(f"{file}.journal.jsonl")
-        flags.check(journal=journal, previous_known=record_previous)
+        flags.check(journal=journal, previous_known=record_previous, wait=not no_wait)
         state.rollout = rollout is not None
         options = BulkOptions(
             concurrency=concurrency,
@@ -297,7 +297,9 @@ def _bulk_selection_or_plan(
         options = attrs.evolve(options, journal=journal)
     if options.rollout is not None:
         options.rollout.check(
-            journal=journal, previous_known=plan_file is not None or options.record_previous
+            journal=journal,
+            previous_known=plan_file is not None or options.record_previous,
+            wait=options.wait,
         )
     state = BulkState(total=plan_file.count() if plan_file is not None else None, wait=options.wait)
     state.rollout = options.rollout is not None

@@ -127,12 +127,18 @@ class RolloutFlags:
     def revert(self) -> bool:
         return self.on_halt == "revert"
 
-    def check(self, *, journal: Path | None, previous_known: bool) -> None:
+    def check(self, *, journal: Path | None, previous_known: bool, wait: bool = True) -> None:
         """Refuse what cannot work, before anything is sent.
 
         Raises:
-            click.UsageError: ``--on-halt revert`` without a journal or previous profiles.
+            click.UsageError: a rollout with ``--no-wait``; ``--on-halt revert`` without a
+                journal or previous profiles.
         """
+        if self.wanted and not wait:
+            raise click.UsageError(
+                "a rollout waits for its tasks (--canary, --max-failures, --verify, --on-halt "
+                "go by how they end): drop --no-wait"
+            )
         if not self.revert:
             return
         if journal is None:

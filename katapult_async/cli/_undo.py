@@ -49,8 +49,8 @@ class UndoReport:
             self.in_place += 1
         elif isinstance(error, DriftedError):
             self.drifted.append(
-                f"{error.interface_id}: has {error.actual}, the run set {error.expected}"
-                + (" (reverted: --force)" if force else " (skipped)")
+                f"{error.interface_id}: has {error.actual or 'no profile'}, the run set "
+                f"{error.expected}" + (" (reverted: --force)" if force else " (skipped)")
             )
         elif isinstance(error, NoPreviousProfileError):
             self.no_previous.append(error.interface_id)

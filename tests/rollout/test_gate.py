@@ -182,3 +182,12 @@ async def test_a_stopped_run_releases_its_waiters() -> None:
     gate.wake()
     assert await waiter is None
     assert first is not None
+
+
+async def test_an_item_skipped_after_it_was_let_through_does_not_count() -> None:
+    gate = RolloutGate(Rollout(max_failure_rate=0.5, min_sample=1))
+    ticket = await gate.admit()
+    assert not isinstance(ticket, RolloutHaltedError)
+    assert ticket is not None
+    await gate.finish(ticket, UpdateResult("vmnet_a", None, Outcome.SKIPPED))
+    assert (gate.in_flight, gate.finished, gate.failures) == (0, 0, 0)

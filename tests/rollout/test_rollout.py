@@ -209,3 +209,8 @@ async def test_a_verification_failure_is_sent_again_on_a_rerun(
     again = await run(katapult_client, pairs, rollout, journal=journal, concurrency=1)
     assert patched(katapult_simulator)[0] == results[0].interface_id  # not taken as done
     assert outcomes(again) == {Outcome.ERROR: 1, Outcome.SKIPPED: 5}
+
+
+async def test_a_rollout_needs_wait(katapult_client: KatapultClient) -> None:
+    with pytest.raises(ValueError, match="wait=True"):
+        katapult_client.bulk_update_speed_profiles([], wait=False, rollout=Rollout(canary=1))

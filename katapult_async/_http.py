@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,9 +29,15 @@ from katapult_async import _telemetry
 from katapult_async._protocol import ResponseMeta, decode_response, read_meta
 from katapult_async._ratelimit import RateLimiter
 from katapult_async._requests import APIRequest
-from katapult_async._retry import backoff_wait, should_retry
+from katapult_async._retry import (
+    FIRST_CONNECT_BUDGET,
+    backoff_wait,
+    connect_failure_reason,
+    should_retry,
+)
 from katapult_async._version import __version__
 from katapult_async.errors import (
+    ConnectionFailedError,
     InvalidResponseError,
     KatapultError,
     RateLimitReachedError,
@@ -125,12 +132,15 @@ class HTTPTransport:
         if session is not None:
             self._send_options.update(headers=self._headers, raise_for_status=False)
         self._base_url = config.base_url.rstrip("/")
+        self._answered = False  # any response ever received
+        self._unreached_since: float | None = None  # first failed connection, while never answered
+        self._said_unreachable = False
         self._retrying = backoff.on_exception(
             backoff_wait,
             KatapultError,
             max_tries=config.max_retries + 1,
-            giveup=lambda exc: not should_retry(exc),
-            jitter=backoff.full_jitter,
+            giveup=self._give_up,
+            jitter=self._jitter,
             on_backoff=self._log_backoff,
             logger=None,
         )(self._retry_attempt)
@@ -163,7 +173,7 @@ class HTTPTransport:
             try:
                 return await self._attempt(state)
             except KatapultError as exc:
-                if self._config.max_retries == 0 or not should_retry(exc):
+                if self._config.max_retries == 0 or self._give_up(exc):
                     exc.attempts = state.attempts
                     raise
                 state.replay = exc
@@ -219,6 +229,7 @@ class HTTPTransport:
                 json=request.body,
                 **self._send_options,
             ) as resp:
+                self._answered = True
                 headers = resp.headers
                 meta = state.meta = read_meta(resp.status, headers)
                 self._limiter.observe(
@@ -246,6 +257,11 @@ class HTTPTransport:
             failure: TransportError | None = TransportError(
                 f"{request.kind or request.method}: {type(exc).__name__}: {exc}"
             )
+        except aiohttp.ClientConnectorError as exc:
+            # No connection, so the request never left: nothing was lost.
+            if self._unreached_since is None and not self._answered:
+                self._unreached_since = time.monotonic()
+            failure = ConnectionFailedError(self._base_url, connect_failure_reason(exc))
         except aiohttp.ClientError as exc:
             state.response_lost = state.response_lost or not request.idempotent
             raise TransportError(
@@ -286,9 +302,32 @@ class HTTPTransport:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _give_up(self, exc: BaseException) -> bool:
+        """Whether a failed attempt is not retried (``should_retry``, and the first-connection
+        budget: an API that has never answered is retried for :data:`FIRST_CONNECT_BUDGET`)."""
+        if not should_retry(exc):
+            return True
+        since = self._unreached_since
+        if isinstance(exc, ConnectionFailedError) and not self._answered and since is not None:
+            return time.monotonic() - since >= FIRST_CONNECT_BUDGET
+        return False
+
+    def _jitter(self, value: float) -> float:
+        """Full jitter; while the API has never answered, no wait beyond the first-connection
+        budget (so that the last try comes when it ends, not up to a long backoff later)."""
+        seconds: float = backoff.full_jitter(value)
+        since = self._unreached_since
+        if since is not None and not self._answered:
+            seconds = min(seconds, max(0.0, since + FIRST_CONNECT_BUDGET - time.monotonic()))
+        return seconds
+
     def _log_backoff(self, details: Mapping[str, Any]) -> None:
         state: _CallState = details["args"][0]
         exc = details.get("exception")
+        if isinstance(exc, ConnectionFailedError) and not self._said_unreachable:
+            self._said_unreachable = True  # once, at WARNING: the CLI shows it without -v
+            budget = "a few seconds" if not self._answered else "up to the retry budget"
+            logger.warning("%s; retrying for %s", exc, budget)
         logger.info(
             "retrying %s after attempt %d failed (%s); waiting %.2fs",
             state.request.kind or state.request.method,

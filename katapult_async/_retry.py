@@ -8,10 +8,18 @@ response was lost is retried too; if the retry answers ``speed_profile_already_a
 attempt evidently landed (see :class:`~katapult_async.errors.SpeedProfileAlreadyAssignedError`).
 Never retried: other 4xx (400/403/404/422 ...), responses the client cannot understand, and anything
 that is not a :class:`~katapult_async.errors.KatapultError`.
+
+A failed connection (:class:`~katapult_async.errors.ConnectionFailedError`) to an API that has never
+answered this client is retried for :data:`FIRST_CONNECT_BUDGET` seconds only, not the whole budget:
+a wrong base URL or a server that is down is not worth minutes. :func:`connect_failure_reason` says
+what went wrong in plain words.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 from collections.abc import Generator
 
 from katapult_async.errors import (
@@ -23,7 +31,10 @@ from katapult_async.errors import (
     TransportError,
 )
 
-__all__ = ["backoff_wait", "should_retry"]
+__all__ = ["FIRST_CONNECT_BUDGET", "backoff_wait", "connect_failure_reason", "should_retry"]
+
+FIRST_CONNECT_BUDGET = 2.0
+"""Seconds failed connections are retried while the API has never answered this client."""
 
 
 def should_retry(exc: BaseException) -> bool:
@@ -58,3 +69,24 @@ def backoff_wait(
             value = min(max_value, base * factor**retries)
             retries += 1
         exc = yield value
+
+
+def connect_failure_reason(exc: BaseException) -> str:
+    """Why a connection could not be made, in plain words (``"connection refused"``).
+
+    ``exc`` is aiohttp's ``ClientConnectorError`` (its ``os_error``), or any ``OSError``; the
+    text carries no ``ssl:default`` or address tuple.
+    """
+    error = getattr(exc, "os_error", exc)
+    if isinstance(error, socket.gaierror):
+        return "the host name could not be resolved"
+    if (
+        isinstance(error, ConnectionRefusedError)
+        or getattr(error, "errno", None) == errno.ECONNREFUSED
+    ):
+        return "connection refused"
+    code = getattr(error, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code).lower()
+    text = " ".join(str(error).split())
+    return text or type(error).__name__

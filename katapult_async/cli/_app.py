@@ -245,11 +245,10 @@ def global_options_after_subcommand(command: click.Command, *, api: bool = True)
 
 def setup_logging(ctx: click.Context, settings: Settings) -> None:
     """Log the library's records to stderr at INFO (``-v``) or DEBUG (``-vv``): through rich, or
-    with ``--log-format json`` as JSON lines (then WARNING and up even without ``-v``). Called
-    again (an option given after the command), it replaces the handler it installed."""
+    with ``--log-format json`` as JSON lines. Without ``-v``, WARNING and up only (plain lines,
+    such as that the API cannot be reached and is being retried). Called again (an option given
+    after the command), it replaces the handler it installed."""
     json_lines = settings.log_format == "json"
-    if not settings.verbose and not json_lines:
-        return
     package_logger = logging.getLogger("katapult_async")
     if settings.log_handler is None:
         previous = package_logger.level
@@ -267,6 +266,9 @@ def setup_logging(ctx: click.Context, settings: Settings) -> None:
     if json_lines:
         handler = logging.StreamHandler()  # sys.stderr
         handler.setFormatter(JsonLinesFormatter(settings.redact))
+    elif not settings.verbose:
+        handler = logging.StreamHandler()  # sys.stderr
+        handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = RichHandler(
             console=Console(stderr=True), show_path=settings.verbose > 1, rich_tracebacks=False

@@ -131,7 +131,9 @@ async def test_the_generic_halt_lets_items_in_flight_finish_and_skips_the_rest(
         ids = sim.add_interfaces(N)
         journal = tmp_path / "j.jsonl"
         run = _BulkRun(
-            client, [(i, "1gbps") for i in ids], RunOptions(concurrency=5, max_tasks=0, journal=journal)
+            client,
+            [(i, "1gbps") for i in ids],
+            RunOptions(concurrency=5, max_tasks=0, journal=journal),
         )
         halt = RunHaltedError("the canary failed")
         results: list[UpdateResult] = []

@@ -14,7 +14,7 @@ import contextlib
 import enum
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, TypeVar
 
 import attrs
 
@@ -28,7 +28,9 @@ from katapult_async.models import (
     UpdateItem,
 )
 
-__all__ = ["PlanAction", "PlanItem", "PlanTarget", "plan_speed_profiles"]
+__all__ = ["PlanAction", "PlanItem", "PlanTarget", "each", "plan_speed_profiles"]
+
+T = TypeVar("T")
 
 PlanTarget: TypeAlias = str | NetworkInterfaceRef | NetworkInterface | UpdateItem
 """One input of a plan: an interface (id, ref or :class:`NetworkInterface`), whose target is the
@@ -173,7 +175,7 @@ async def _plan(
     loop = asyncio.get_running_loop()
     try:
         index = 0
-        async with contextlib.aclosing(_aiter(interfaces)) as items:
+        async with contextlib.aclosing(each(interfaces)) as items:
             async for raw in items:
                 window.append(loop.create_task(read(index, raw)))
                 index += 1
@@ -210,9 +212,8 @@ def _interface_text(raw: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-async def _aiter(
-    items: Iterable[PlanTarget] | AsyncIterable[PlanTarget],
-) -> AsyncGenerator[object, None]:
+async def each(items: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    """The items of a sync or async iterable, as an async generator."""
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item

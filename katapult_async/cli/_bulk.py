@@ -61,6 +61,12 @@ async def _bulk(
             raise NothingToResumeUsageError(settings.redact(error_message(exc))) from None
         await revert_after_halt(settings, client, options, state)
     print_summary(settings.out, state)
+    return _exit_status(settings, state)
+
+
+def _exit_status(settings: Settings, state: BulkState) -> int:
+    """The exit status of a run (after its summary): 3 a rollout halted, 4 an error no item
+    escapes stopped it (each says so once), 1 an item failed, else 0."""
     halted = halted_exit(settings, state)
     if halted is not None:
         return halted
@@ -322,13 +328,7 @@ def _bulk_selection_or_plan(
                 f"plan: {plan_file.changes} change items applied; skipped: {skipped or 'none'}",
                 highlight=False,
             )
-        halted = halted_exit(settings, state)
-        if halted is not None:
-            return halted
-        aborted = halt_exit(settings, state)
-        if aborted is not None:
-            return aborted
-        return EXIT_FAILURE if state.any_failed else 0
+        return _exit_status(settings, state)
 
     writer = ResultsWriter(output, settings)
     with contextlib.closing(writer):

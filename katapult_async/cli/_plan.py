@@ -24,7 +24,7 @@ import attrs
 import click
 from rich.table import Table
 
-from katapult_async._plan import PlanAction, profile_text
+from katapult_async._plan import PlanAction, each, profile_text
 from katapult_async._plan import PlanItem as LibraryPlanItem
 from katapult_async.cli._app import (
     EXIT_FAILURE,
@@ -111,7 +111,7 @@ async def plan_items(
     lines: array.array[int] = array.array("q")  # the library's input position -> line
 
     async def good_rows() -> AsyncIterator[UpdateItem]:
-        async for row in _aiter(rows):
+        async for row in each(rows):
             taken.append(row)
             if row.problem is None:
                 lines.append(row.line)
@@ -155,15 +155,6 @@ async def plan_items(
             index += 1
     for bad in bad_rows():
         yield bad
-
-
-async def _aiter(rows: Iterable[Row] | AsyncIterable[Row]) -> AsyncIterator[Row]:
-    if isinstance(rows, AsyncIterable):
-        async for row in rows:
-            yield row
-    else:
-        for row in rows:
-            yield row
 
 
 # --- reading a plan back ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from katapult_async._version import __version__
 
 if _typing.TYPE_CHECKING:  # at run time each name is imported on first use: see the end
     from katapult_async._plan import PlanAction, PlanItem, PlanTarget
-    from katapult_async._ratelimit import RateLimiter, RateLimitSource, RateLimitState
+    from katapult_async._ratelimit import Pacing, RateLimiter, RateLimitSource, RateLimitState
     from katapult_async._rollout import CanaryCallback, CanaryReport, Rollout
     from katapult_async.bulk import SupportsBulkUpdate, bulk_update
     from katapult_async.client import ClientConfig, KatapultClient
@@ -98,6 +98,7 @@ __all__ = [
     "OrganizationNotFoundError",
     "OrganizationSuspendedError",
     "Outcome",
+    "Pacing",
     "PlanAction",
     "PlanItem",
     "PlanTarget",

@@ -241,6 +241,14 @@ class RateLimiter:
         """Callers queued for a start right now: above zero while the limit is what holds them."""
         return len(self._queue)
 
+    def left(self) -> int | None:
+        """Requests that may start right now without waiting (nobody queued, the limit known,
+        the window's budget less the reserve and what is counted in it), or None when the limit
+        is unknown."""
+        if self._queue:
+            return 0
+        return self._budget.remaining(self._clock())
+
     @property
     def rate_limited_count(self) -> int:
         """How many 429 responses have been observed."""

@@ -296,12 +296,17 @@ class Schedule:
             probe_jitter=self._rng.uniform(1.0 - _PROBE_JITTER, 1.0 + _PROBE_JITTER),
         )
 
-    def plan(self, watch: Watch, now: float, *, bound: bool = False) -> tuple[float, Rule]:
+    def plan(
+        self, watch: Watch, now: float, *, bound: bool = False, plentiful: bool = False
+    ) -> tuple[float, Rule]:
         """When to poll next, and which rule chose it.
 
         ``bound``: requests are the bottleneck now (the rate limiter has callers queued), so a
         probe that finds the task still running wastes a request that another item needed: the
         probe is aimed at a high quantile (``_PROBE_QUANTILE_BOUND``) rather than early.
+        ``plentiful``: the budget has plenty left, so the tail's gap does not grow from poll to
+        poll (and the backoff's is a quarter of the first): a task that runs long is noticed
+        within one gap of its finish.
         """
         if watch.last is None:
             return now, "first"  # a bare id: look first, to learn its name and state
@@ -317,7 +322,10 @@ class Schedule:
             if watch.backoff_polls == 0 and watch.fetches == 0:
                 gap = min(self._max_interval, base * self._jitter())
                 return max(earliest, watch.ref + gap), "backoff"
-            gap = min(self._max_interval, base * _BACKOFF**watch.backoff_polls * self._jitter())
+            # (With plenty of budget left, a quarter of the first gap, not growing: nothing is
+            # learned of the name yet, and a finish is noticed soon.)
+            growth = 0.25 if plentiful else _BACKOFF**watch.backoff_polls
+            gap = min(self._max_interval, base * growth * self._jitter())
             return self._with_eta(watch, now, gap), "backoff"
         probe_at = watch.ref + max(MIN_POLL_INTERVAL, offset) * watch.probe_jitter
         if probe_at >= earliest and watch.tail_polls == 0:
@@ -330,7 +338,8 @@ class Schedule:
             if later is not None:
                 return max(earliest, watch.ref + min(later, seen + self._max_interval)), "tail"
         typical = model.typical() or offset
-        gap = max(MIN_POLL_INTERVAL, model.tail_ratio * typical) * _BACKOFF**watch.tail_polls
+        growth = 1.0 if plentiful else _BACKOFF**watch.tail_polls
+        gap = max(MIN_POLL_INTERVAL, model.tail_ratio * typical) * growth
         return self._with_eta(watch, now, min(self._max_interval, gap)), "tail"
 
     def _with_eta(self, watch: Watch, now: float, gap: float) -> float:

@@ -167,6 +167,7 @@ class KatapultClient:
             poll_interval=config.poll_interval,
             max_poll_interval=config.max_poll_interval,
             budget_binding=lambda: self._limiter.waiting > 0,
+            budget_left=self._limiter.left,
         )
 
     def __repr__(self) -> str:

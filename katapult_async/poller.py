@@ -99,6 +99,10 @@ class TaskPoller:
             "the rate limiter has callers queued"). While it does, the probe is aimed at a high
             quantile of the learned duration (a missed probe wastes a request another item
             needed); otherwise early, for latency.
+        budget_left: How many requests may start right now without waiting, or None when that
+            is not known (the client passes its rate limiter's view). While that is at least
+            two for every task being awaited, a task found still running is polled again at an
+            even gap rather than a growing one: the budget is there to notice finishes sooner.
 
     Raises:
         ValueError: for a negative or non-finite interval, or ``max_poll_interval < poll_interval``.
@@ -116,6 +120,7 @@ class TaskPoller:
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         budget_binding: Callable[[], bool] | None = None,
+        budget_left: Callable[[], int | None] | None = None,
     ) -> None:
         _check_interval("poll_interval", poll_interval)
         _check_interval("max_poll_interval", max_poll_interval)
@@ -128,6 +133,8 @@ class TaskPoller:
         self._clock = clock
         self._sleep = sleep
         self._binding = budget_binding
+        self._left = budget_left
+        self._active = 0  # waits in progress
         self._schedule = Schedule(
             max_poll_interval=max_poll_interval,
             wall_clock=wall_clock,
@@ -192,6 +199,20 @@ class TaskPoller:
             raise ValueError(f"timeout must be a non-negative number, got {timeout!r}")
         if poll_interval is not None:
             _check_interval("poll_interval", poll_interval)
+        self._active += 1
+        try:
+            return await self._wait(task, on_progress, timeout, poll_interval, submitted_at)
+        finally:
+            self._active -= 1
+
+    async def _wait(
+        self,
+        task: Task | str,
+        on_progress: ProgressCallback[Task] | None,
+        timeout: float | None,
+        poll_interval: float | None,
+        submitted_at: float | None,
+    ) -> Task:
         base = max(
             MIN_POLL_INTERVAL, self._poll_interval if poll_interval is None else poll_interval
         )
@@ -219,7 +240,8 @@ class TaskPoller:
                 at = retry_at
             else:
                 bound = self._binding is not None and self._binding()
-                at, kind = self._schedule.plan(watch, now, bound=bound)
+                plenty = not bound and self._plenty()
+                at, kind = self._schedule.plan(watch, now, bound=bound, plentiful=plenty)
             if deadline is not None and at >= deadline:
                 if deadline > now:
                     await self._sleep(deadline - now)
@@ -256,6 +278,13 @@ class TaskPoller:
             result = await self._observe(watch, current, on_progress)
             if result is not None:
                 return result
+
+    def _plenty(self) -> bool:
+        """Whether the budget has two requests left for every task awaited (see budget_left)."""
+        if self._left is None:
+            return False
+        left = self._left()
+        return left is not None and left >= 2 * self._active
 
     def _replan_later(self, watch: Watch, retry_at: float | None) -> bool:
         """Whether a first poll, due now, should rather wait for a later probe.

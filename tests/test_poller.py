@@ -850,3 +850,28 @@ async def test_a_first_poll_is_put_off_when_the_budget_binds_and_others_taught_m
     second_offset = server.fetch_times(second.id)[0] - (start + 0.3)
     assert first_offset < 1.7  # the learned 98% point, about 1.5 s
     assert second_offset > first_offset * 1.1  # beyond the ±5% probe jitter: put off
+
+
+# --- a plentiful budget: poll for latency ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("left", "noticed_within"), [(None, 2.0), (0, 2.0), (100, 0.3)])
+async def test_with_budget_to_spare_a_task_of_an_unknown_name_is_noticed_soon(
+    left: int | None, noticed_within: float
+) -> None:
+    # A first task of a new name, 3.2 s long: with nothing learned, polls back off from 1 s
+    # (1, 2.5, 4.75: noticed 1.55 s late). With plenty of budget left (two for each task
+    # awaited), the gap stays at a quarter of the first, for latency.
+    vt = VirtualTime()
+    server = FakeServer(vt)
+    poller = make_poller(vt, server.fetch, budget_left=lambda: left)
+    task = server.submit(3.2)
+
+    await poller.wait(task, submitted_at=vt.now)
+
+    late = vt.now - server.finish_time(task.id)
+    assert late < noticed_within
+    if left == 100:
+        assert server.polls(task.id) <= 1 + (3.2 - 1.0) / 0.2 + 1
+    else:
+        assert late > 1.0

@@ -70,6 +70,8 @@ class Settings:
     verbose: int
     out: Console
     secrets: list[str] = attrs.field(factory=list)
+    # --pacing / --reserve of a command that sends many requests (see pacing_options)
+    pacing: dict[str, Any] = attrs.field(factory=dict)
     log_format: str = "text"  # or "json" (--log-format)
     log_handler: logging.Handler | None = None  # the handler setup_logging installed
 
@@ -99,7 +101,7 @@ class Settings:
         token = self.read_token()
         if token is None and not os.environ.get(TOKEN_ENV_VAR, "").strip():
             raise CommandError(f"no API token: set {TOKEN_ENV_VAR} or pass --token-file PATH")
-        return KatapultClient(token, base_url=self.base_url, **options)
+        return KatapultClient(token, base_url=self.base_url, **{**self.pacing, **options})
 
     def command_error(self, exc: BaseException) -> CommandError:
         """The one-line, redacted :class:`CommandError` for an expected error."""
@@ -333,9 +335,34 @@ async def _interruptible(coro: Coroutine[Any, Any, T]) -> T:
             loop.remove_signal_handler(sig)
 
 
+def _pacing_setting(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Puts ``--pacing`` / ``--reserve`` where :meth:`Settings.client` reads them."""
+    if value is not None and param.name is not None:
+        settings_of(ctx).pacing[param.name] = value
+    return value
+
+
 def pacing_options(command: FC) -> FC:
-    """``--rate-limit`` and ``--window``: what a command that sends many requests is told of the
-    token's budget (``bulk``, ``plan``, ``undo``)."""
+    """``--rate-limit``, ``--window``, ``--pacing`` and ``--reserve``: what a command that sends
+    many requests is told of the token's budget, and how to spend it (``bulk``, ``plan``,
+    ``undo``)."""
+    command = click.option(
+        "--reserve",
+        type=click.FloatRange(min=0, max=1, max_open=True),
+        expose_value=False,
+        callback=_pacing_setting,
+        help="Share of the limit to leave for other users of the token (e.g. 0.1) "
+        "[default: none with burst pacing, 0.01 with smooth].",
+    )(command)
+    command = click.option(
+        "--pacing",
+        type=click.Choice(["burst", "smooth"]),
+        expose_value=False,
+        callback=_pacing_setting,
+        help="burst: spend the budget as fast as it allows, wait only when it is spent; "
+        "smooth: spread it evenly over the window (a token shared with people) "
+        "[default: burst].",
+    )(command)
     command = click.option(
         "--window",
         type=click.FloatRange(min=0, min_open=True),

@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks._common import Context, ScenarioResult, format_table, machine_info
 
-DEFAULT_SCENARIOS = ("overhead", "ratelimit", "probe", "polling", "scale", "concurrency")
+DEFAULT_SCENARIOS = ("overhead", "budget", "ratelimit", "probe", "polling", "scale", "concurrency")
 ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "soak", "journal")  # journal: --only journal
 
 

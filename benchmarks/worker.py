@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--rate-limit", type=int)
+    parser.add_argument("--pacing", choices=["burst", "smooth"], default="burst")
     parser.add_argument("--no-wait", action="store_true", help="stop at SUBMITTED")
     parser.add_argument("--sync-start", action="store_true", help="start on a line on stdin")
     return parser
@@ -59,6 +60,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         base_url=args.base_url,
         rate_limit=args.rate_limit,
         rate_limit_window=args.window,
+        pacing=args.pacing,
     ) as client:
         rss_before = peak_rss_mib()
         print(json.dumps({"ready": True, "rss_mib": rss_before}), flush=True)

@@ -527,7 +527,7 @@ class KatapultClient:
             record_previous: Read each interface's current profile before its PATCH (one GET)
                 and record it as ``previous_speed_profile``, unless the item gives it.
             confirm_horizon: Seconds to wait before confirming a lost PATCH response (default:
-                learned from the tasks seen, 10 s before any).
+                learned from the tasks seen, and those the journal recorded, 10 s before any).
             timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
             resume: With a ``journal``: ``None`` resumes its run unless that run finished (then
                 a new run starts), ``True`` insists on resuming (``NothingToResumeError`` if

@@ -278,9 +278,10 @@ def bulk_update(
             profile as ``previous_speed_profile`` (in the result and the journal). An error
             reading it is the item's ``ERROR`` (nothing is PATCHed).
         confirm_horizon: Seconds a confirmation waits before its PATCH. ``None`` (default):
-            learned, 1.5 x the p99 of the times this run's tasks took to be seen done, or 2 x
-            the poller's learned aim for the task name, or :data:`DEFAULT_CONFIRM_HORIZON`
-            (10 s) when nothing is learned yet.
+            learned, 1.5 x the p99 of the times this run's tasks took to be seen done (a
+            resumed run counts those its journal recorded too, so it does not wait the default
+            before confirming an unanswered attempt), or 2 x the poller's learned aim for the
+            task name, or :data:`DEFAULT_CONFIRM_HORIZON` (10 s) when nothing is learned yet.
         timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
         resume: With a ``journal``: ``None`` (default) resumes the run it records unless that
             run finished (then a new run starts); ``True`` insists on resuming (raises

@@ -115,6 +115,8 @@ class _ItemProcessor:
         self._confirm_horizon = options.confirm_horizon
         self._task_name = SPEED_PROFILE_TASK_NAME
         self._finishes: deque[float] = deque(maxlen=_FINISH_SAMPLES)
+        if journal is not None:  # a resumed run starts from the tasks its journal saw end
+            self._finishes.extend(journal.durations)
         self.confirmations = 0
         """Confirming PATCHes sent (each costs one request beyond the item's own)."""
         self.halted: RunHaltedError | None = None
@@ -129,8 +131,10 @@ class _ItemProcessor:
         """Seconds to wait before a confirming PATCH: by then the unseen task has ended.
 
         ``confirm_horizon`` when given; else 1.5 x the p99 of the submission-to-seen-done times of
-        this run's tasks, or else 2 x the poller's learned aim for the task name (its p85), or
-        else :data:`DEFAULT_CONFIRM_HORIZON`; at most 120 s.
+        this run's tasks and of the tasks its journal recorded ending (so that a resumed run
+        confirms an unanswered attempt as soon as a run that saw them would), or
+        else 2 x the poller's learned aim for the task name (its p85), or else
+        :data:`DEFAULT_CONFIRM_HORIZON`; at most 120 s.
         """
         if self._confirm_horizon is not None:
             return self._confirm_horizon

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from datetime import datetime
 from typing import IO, Any, Literal, TypeAlias
 
@@ -66,6 +67,10 @@ FSYNC_INTERVAL = 0.1
 """With ``journal_fsync=True``, the longest time (seconds) a written line waits for its fsync."""
 
 _FINISHED = (Outcome.COMPLETED, Outcome.ALREADY_ASSIGNED)
+_ENDED_TASK = (Outcome.COMPLETED, Outcome.FAILED)
+
+DURATION_SAMPLES = 64
+"""Durations of recorded tasks kept when a journal is read (the latest ones)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -390,6 +395,9 @@ class _Journal:
         path: The file.
         resumable: The resume state read when opened: interface id -> what the journal knows
             of the unfinished run (empty when the last run finished).
+        durations: For the latest tasks the journal saw end (completed or failed), the seconds
+            from their ``submitted`` line to their ``result`` line (as long as the run took to
+            see them done), at most :data:`DURATION_SAMPLES`, from every run it records.
         previous: How the last run the file records ended.
 
     Raises:
@@ -400,6 +408,7 @@ class _Journal:
     def __init__(self, path: str, *, fsync: bool = False) -> None:
         self.path = path
         self.resumable: dict[str, _Resumable] = {}
+        self.durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._runs = _RunLog()
         self._run = 0  # this run's number once begun
         self._ended = False
@@ -429,6 +438,7 @@ class _Journal:
         profiles: dict[str, str] = {}  # shares the few distinct profile strings between entries
         last = b"\n"
         runs = self._runs
+        submitted_at: dict[str, tuple[str | None, float | None]] = {}  # id -> (task id, at)
         with file:
             for line in file:
                 last = line
@@ -443,6 +453,12 @@ class _Journal:
                 interface_id, outcome, task_id = record.interface_id, record.outcome, record.task_id
                 profile = profiles.setdefault(record.speed_profile, record.speed_profile)
                 previous = record.previous_speed_profile
+                if record.event == "submitted":
+                    submitted_at[interface_id] = (task_id, record.at)
+                elif outcome in _ENDED_TASK:
+                    task_at = submitted_at.pop(interface_id, None)
+                    if task_at is not None and task_at[0] == task_id:
+                        self._saw_duration(task_at[1], record.at)
                 if record.event == "attempt":
                     # A PATCH sent; until its answer is recorded it may have been applied.
                     entries[interface_id] = _Resumable(
@@ -476,6 +492,10 @@ class _Journal:
         if runs.finished:
             entries.clear()
         return not last.endswith(b"\n")
+
+    def _saw_duration(self, submitted: float | None, ended: float | None) -> None:
+        if submitted is not None and ended is not None and ended > submitted:
+            self.durations.append(ended - submitted)
 
     @property
     def previous(self) -> PreviousRun:

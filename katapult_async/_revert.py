@@ -29,7 +29,7 @@ import attrs
 from katapult_async import _telemetry
 from katapult_async._plan import PlanAction, plan_speed_profiles, profile_matches, profile_text
 from katapult_async.bulk import bulk_update
-from katapult_async.bulk._journal import close_run, loads, loads_run
+from katapult_async.bulk._journal import close_run, loads, loads_run, previous_run
 from katapult_async.errors import DriftedError, NoPreviousProfileError
 from katapult_async.models import Outcome, SpeedProfileRef, UpdateItem, UpdateResult
 
@@ -38,7 +38,17 @@ if TYPE_CHECKING:
     from katapult_async.bulk import SupportsBulkUpdate
     from katapult_async.models import BulkProgress
 
-__all__ = ["JournaledChange", "read_changes", "revert_journal_path", "revert_speed_profiles"]
+__all__ = [
+    "REVERTED",
+    "JournaledChange",
+    "read_changes",
+    "revert_journal_path",
+    "revert_pending",
+    "revert_speed_profiles",
+]
+
+REVERTED = "reverted: a rerun starts a new run"
+"""The reason of the ``finished`` line with which a revert closes the run it reverts."""
 
 
 @attrs.frozen
@@ -92,6 +102,30 @@ def read_changes(
 def revert_journal_path(journal: str | os.PathLike[str]) -> str:
     """The default journal of a revert: the run's journal name plus ``.undo.jsonl``."""
     return f"{os.fspath(journal)}.undo.jsonl"
+
+
+def revert_pending(
+    journal: str | os.PathLike[str], revert_journal: str | os.PathLike[str] | None = None
+) -> bool:
+    """Whether a revert of the journal's last run began and did not finish (a crash, Ctrl-C).
+
+    That is: the journal's last run was closed by a revert (:data:`REVERTED`), and the revert's
+    own journal (default :func:`revert_journal_path`) holds a run that did not finish. Reads
+    both files without locking them.
+    """
+    last = None
+    try:
+        with open(journal, "rb") as f:
+            for line in f:
+                boundary = loads_run(line) if b'"run"' in line else None
+                if boundary is not None:
+                    last = boundary
+    except FileNotFoundError:
+        return False
+    if last is None or last.status != "finished" or last.reason != REVERTED:
+        return False
+    own = revert_journal if revert_journal is not None else revert_journal_path(journal)
+    return previous_run(own) not in ("none", "finished")
 
 
 def revert_speed_profiles(
@@ -176,7 +210,7 @@ def revert_speed_profiles(
 
     async def results() -> AsyncGenerator[UpdateResult, None]:
         # The run's items go back: resuming that run later would take them as done.
-        close_run(journal, "reverted: a rerun starts a new run")
+        close_run(journal, REVERTED)
         reverts = bulk_update(
             client,
             to_send(),

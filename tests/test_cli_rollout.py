@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +42,13 @@ def _profiles(sim: Sim) -> dict[str, str]:
 def _csv(path: Path, rows: list[tuple[str, str]]) -> str:
     path.write_text("interface,speed_profile\n" + "".join(f"{i},{p}\n" for i, p in rows))
     return str(path)
+
+
+def _attempts(journal: Path) -> int:
+    """The PATCHes a journal says were sent (its ``attempt`` lines)."""
+    if not journal.exists():
+        return 0
+    return journal.read_text().count('"event": "attempt"')
 
 
 def _no_429(sim: Sim, start: int) -> None:
@@ -151,3 +161,51 @@ def test_the_demo_ends_with_a_rollout_that_halts_and_reverts() -> None:
     assert "Canary: 3 items passed" in out
     assert "halted: 3 failures exceed max_failures=2" in out
     assert "rollout: halted, 3 failed (at most 3), 24/24 interfaces on 10gbps again." in out
+
+
+@pytest.mark.slow
+def test_kill_9_during_the_automatic_revert_then_the_same_command_finishes_it(
+    sim: Sim, tmp_path: Path
+) -> None:
+    from tests.test_cli import _journal_results, _wait_for
+
+    ids = _interfaces(sim, 40)
+    before = _profiles(sim)
+    rows = [(i, "100mbps") for i in ids[:36]] + [(i, "1gbps") for i in ids[36:]]
+    file = _csv(tmp_path / "kill.csv", rows)
+    env = {**os.environ, "KATAPULT_API_TOKEN": sim.token}
+    command = [
+        sys.executable, "-c", "from katapult_async.cli import main; main()",
+        "bulk", file, "--base-url", sim.base_url, "--window", "1", "--concurrency", "4",
+        "--max-failures", "3", "--on-halt", "revert", "--record-previous",
+    ]  # fmt: skip
+    undo_journal = Path(f"{file}.journal.jsonl.undo.jsonl")
+    with open(tmp_path / "run1.log", "wb") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:  # killed once the revert has sent its first PATCHes, while most are still to come
+        _wait_for(lambda: _attempts(undo_journal) >= 3, timeout=60)
+    finally:
+        first.kill()
+        first.wait(10)
+    reverted = {
+        r["interface_id"] for r in _journal_results(undo_journal) if r["outcome"] == "completed"
+    }
+    killed = _profiles(sim)
+    assert [i for i in ids if killed[i] != before[i]], "the kill came after the revert"
+
+    mark = len(sim.requests())
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == EXIT_HALTED, second.stdout + second.stderr
+    assert "finishing the revert" in second.stdout
+    rerun = sim.requests()[mark:]
+    assert not set(sim.patched(rerun)) & reverted  # the reverts done are not sent again
+    targets = {
+        r["body"]["virtual_machine_network_interface"]["id"]: r["body"]["speed_profile"]
+        for r in rerun
+        if r["method"] == "PATCH"
+    }
+    assert targets  # the reverts the first process did not get to
+    assert all(profile == {"id": before[i]} for i, profile in targets.items())  # reverts only
+    after = _profiles(sim)
+    assert {i: after[i] for i in ids} == {i: before[i] for i in ids}
+    _no_429(sim, mark)

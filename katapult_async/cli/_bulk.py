@@ -31,10 +31,9 @@ from katapult_async.cli._run import (
     ResultsWriter,
     bulk_client,
     halt_exit,
-    run_bulk,
 )
 from katapult_async.cli._select import Selection, selection_options
-from katapult_async.cli._undo import revert_after_halt
+from katapult_async.cli._undo import run_or_finish_revert
 from katapult_async.cli._view import BulkState, print_failures, print_summary
 from katapult_async.models import Outcome
 
@@ -54,12 +53,11 @@ async def _bulk(
 ) -> int:
     async with bulk_client(settings, options, state) as client:
         try:
-            await run_bulk(settings, client, rows, options, state, writer)
+            await run_or_finish_revert(settings, client, rows, options, state, writer)
         except JournalInUseError as exc:  # before anything was sent
             raise JournalBusyError(settings.redact(error_message(exc))) from None
         except NothingToResumeError as exc:  # the journal finished since it was announced
             raise NothingToResumeUsageError(settings.redact(error_message(exc))) from None
-        await revert_after_halt(settings, client, options, state)
     print_summary(settings.out, state)
     return _exit_status(settings, state)
 
@@ -319,8 +317,7 @@ def _bulk_selection_or_plan(
             rows: Iterable[Row] | AsyncIterable[Row] = (
                 plan_file.rows() if plan_file is not None else selection.rows(client)
             )
-            await run_bulk(settings, client, rows, options, state, writer)
-            await revert_after_halt(settings, client, options, state)
+            await run_or_finish_revert(settings, client, rows, options, state, writer)
         print_summary(settings.out, state)
         if plan_file is not None:
             skipped = ", ".join(f"{n} {action}" for action, n in sorted(plan_file.skipped.items()))

@@ -174,15 +174,16 @@ def halted_exit(settings: Settings, state: BulkState) -> int | None:
     """After a rollout halted: say why, how many were not started and what to do; return
     :data:`~katapult_async.cli._app.EXIT_HALTED`. ``None`` when the run did not halt so."""
     halted = rollout_halt(state)
-    if halted is None:
+    if halted is None and state.reverted is None:
         return None
+    why = settings.redact(halted.reason) if halted is not None else "in an earlier run"
     skipped = state.counts[Outcome.SKIPPED]
     if state.reverted is None:
         then = "rerun the same command to resume (the skipped items are sent then)"
     else:
         then = f"{state.reverted} reverted (--on-halt revert); a rerun starts a new run"
     settings.out.print(
-        f"halted: {settings.redact(halted.reason)}\n{skipped} not started; {then}",
+        f"halted: {why}\n{skipped} not started; {then}",
         style="bold red",
         markup=False,
         highlight=False,

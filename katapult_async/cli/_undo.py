@@ -12,13 +12,13 @@ no recorded previous profile are reported and skipped.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from pathlib import Path
 
 import attrs
 import click
 
-from katapult_async._revert import read_changes, revert_journal_path
+from katapult_async._revert import read_changes, revert_journal_path, revert_pending
 from katapult_async.cli._app import (
     EXIT_FAILURE,
     Settings,
@@ -26,8 +26,15 @@ from katapult_async.cli._app import (
     run_command,
     settings_of,
 )
+from katapult_async.cli._input import Row
 from katapult_async.cli._rollout import revert_journal, rollout_halt
-from katapult_async.cli._run import BulkOptions, ResultsWriter, bulk_client, show_results
+from katapult_async.cli._run import (
+    BulkOptions,
+    ResultsWriter,
+    bulk_client,
+    run_bulk,
+    show_results,
+)
 from katapult_async.cli._view import BulkState, BulkView, print_failures, print_summary
 from katapult_async.client import KatapultClient
 from katapult_async.errors import DriftedError, NoPreviousProfileError
@@ -95,19 +102,50 @@ async def revert(
     return report
 
 
-async def revert_after_halt(
-    settings: Settings, client: KatapultClient, options: BulkOptions, state: BulkState
+async def run_or_finish_revert(
+    settings: Settings,
+    client: KatapultClient,
+    rows: Iterable[Row] | AsyncIterable[Row],
+    options: BulkOptions,
+    state: BulkState,
+    writer: ResultsWriter,
 ) -> None:
-    """``--on-halt revert``: after a rollout halted, revert every interface the run changed (the
-    journal's last run, drift-checked, journaled in ``JOURNAL.undo.jsonl``); count them in
-    ``state.reverted``. Nothing when the run did not halt so, or the option was not given."""
+    """The bulk run, then ``--on-halt revert`` if it halted; or, when an earlier run of the same
+    command halted and its revert did not finish (Ctrl-C, a crash), only that revert: a rerun
+    finishes it rather than roll out again."""
+    flags, journal = options.rollout, options.journal
+    if flags is not None and flags.revert and journal is not None and revert_pending(journal):
+        settings.out.print(
+            f"journal {journal}: its run halted and its revert did not finish; finishing the "
+            "revert (--on-halt revert)",
+            markup=False,
+            highlight=False,
+        )
+        await revert_after_halt(settings, client, options, state, pending=True)
+        return
+    await run_bulk(settings, client, rows, options, state, writer)
+    await revert_after_halt(settings, client, options, state)
+
+
+async def revert_after_halt(
+    settings: Settings,
+    client: KatapultClient,
+    options: BulkOptions,
+    state: BulkState,
+    *,
+    pending: bool = False,
+) -> None:
+    """``--on-halt revert``: after a rollout halted (or with ``pending``, a revert left
+    unfinished), revert every interface the run changed (the journal's last run, drift-checked,
+    journaled in ``JOURNAL.undo.jsonl``); count them in ``state.reverted``. Nothing when the run
+    did not halt so, or the option was not given."""
     halted = rollout_halt(state)
-    if options.rollout is None or not options.rollout.revert or halted is None:
+    if options.rollout is None or not options.rollout.revert or (halted is None and not pending):
         return
     assert options.journal is not None  # checked with the options
+    why = settings.redact(halted.reason) if halted is not None else "an earlier run"
     settings.out.print(
-        f"halted: {settings.redact(halted.reason)}; reverting what this run changed "
-        "(--on-halt revert)",
+        f"halted: {why}; reverting what this run changed (--on-halt revert)",
         style="bold yellow",
         markup=False,
         highlight=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -9,8 +10,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
+from rich.console import Console
 
+from katapult_async import CanaryReport, Outcome, SpeedProfileRef, UpdateResult
+from katapult_async.cli._app import Settings
+from katapult_async.cli._rollout import canary_prompt
+from katapult_async.cli._view import BulkState, BulkView
 from tests.test_cli import Sim, _start_simulator, _stop, invoke
 
 EXIT_HALTED = 3
@@ -209,3 +216,58 @@ def test_kill_9_during_the_automatic_revert_then_the_same_command_finishes_it(
     after = _profiles(sim)
     assert {i: after[i] for i in ids} == {i: before[i] for i in ids}
     _no_429(sim, mark)
+
+
+async def test_the_canary_prompt_asks_on_a_terminal_and_defaults_to_no(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = Console(file=io.StringIO(), force_terminal=True, width=100)
+    settings = Settings(base_url="http://127.0.0.1:1", token_file=None, verbose=0, out=out)
+    view = BulkView(BulkState(total=3, wait=True))
+    asked: list[tuple[str, bool]] = []
+    answers = iter([False, True])
+
+    def confirm(question: str, default: bool) -> bool:
+        asked.append((question, default))
+        return next(answers)
+
+    monkeypatch.setattr(click, "confirm", confirm)
+    result = UpdateResult(
+        "vmnet_a", SpeedProfileRef(permalink="1gbps"), Outcome.COMPLETED, verified=True
+    )
+    report = CanaryReport((result,))
+    prompt = canary_prompt(settings, view, yes=False)
+    assert await prompt(report) is False  # the rollout halts
+    assert await prompt(report) is True
+    assert asked == [("Go on with the rest?", False)] * 2
+    shown = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "Canary: 1 items passed" in shown
+    assert "vmnet_a" in shown
+    assert await canary_prompt(settings, view, yes=True)(report) is True  # --yes: not asked
+    assert len(asked) == 2
+
+
+def test_on_halt_revert_needs_previous_profiles_on_a_selection(sim: Sim) -> None:
+    before = len(sim.requests())
+    result = invoke(sim, "bulk", "-o", "acme", "--to", "100mbps", "--on-halt", "revert")
+    assert result.exit_code == 2, result.output
+    assert "--record-previous" in result.output
+    assert len(sim.requests()) == before
+
+
+def test_a_plan_rolls_out_with_a_canary_and_halts(sim: Sim, tmp_path: Path) -> None:
+    body = {"name": "roll-db-1", "annotations": {"tier": "roll"}, "interfaces": 3}
+    ids = sim.admin("POST", "/virtual_machines", body)["interfaces"]
+    plan = tmp_path / "roll.plan.jsonl"
+    result = invoke(
+        sim, "plan", "-o", "acme", "--annotation", "tier=roll", "--to", "1gbps",
+        "--output", str(plan), "--window", "1",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    start = len(sim.requests())
+    result = invoke(sim, "bulk", str(plan), "--canary", "1", "--on-halt", "revert", "--window", "1")
+    assert result.exit_code == EXIT_HALTED, result.output
+    assert len(sim.patched(sim.requests()[start:])) == 1
+    assert "0 reverted" in result.output  # the canary's task failed: nothing had changed
+    profiles = _profiles(sim)
+    assert len({profiles[i] for i in ids}) == 1

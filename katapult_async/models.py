@@ -289,7 +289,10 @@ class BulkProgress:
         rate_limited: 429 answers the client has seen.
         limit: The rate limit the client works to (requests per window), if known.
         elapsed: Seconds since the run started.
-        eta: Estimated seconds to finish, when ``total`` is known and some work is done.
+        eta: Estimated seconds to finish, when ``total`` is known and some work is done: from
+            the pace so far, or, when the requests left (two per item not started, one per item
+            in flight) need more than the rate-limit budget has left, from the budget: when it
+            refills and how many windows the rest takes, whichever is later.
         skipped: Results with outcome ``SKIPPED`` (items a halted run did not start).
         halted: Set once the run has halted: the error its skipped items carry, whose
             ``reason`` says why (a :class:`~katapult_async.errors.RunAbortedError` for an error
@@ -313,6 +316,11 @@ class BulkProgress:
     eta: float | None
     skipped: int = 0
     halted: RunHaltedError | None = attrs.field(default=None, eq=False)
+    windows_left: int | None = None
+    """Rate-limit windows the requests left still need beyond what the budget has now (0 when
+    it holds them all; ``None`` while the limit or ``total`` is unknown)."""
+    refills_in: float | None = None
+    """Seconds until the budget next frees a request, when the rate limiter knows."""
 
     @property
     def counts(self) -> Mapping[Outcome, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import TYPE_CHECKING
@@ -95,7 +96,9 @@ class _BulkRun:
         self._workers = workers if length is None else max(1, min(workers, length))
         self._buffer = min(concurrency, _MAX_RESULT_BUFFER)
         self.processor: _ItemProcessor | None = None
-        self._progress = _Progress(client, total=options.total, on_progress=options.on_progress)
+        self._progress = _Progress(
+            client, total=options.total, on_progress=options.on_progress, wait=options.wait
+        )
         self._fatal: BaseException | None = None
         self.halted: RunHaltedError | None = None
         self._journal: _Journal | None = None
@@ -243,9 +246,11 @@ class _Progress:
         *,
         total: int | None,
         on_progress: ProgressCallback[BulkProgress] | None,
+        wait: bool = True,
     ) -> None:
         self._client = client
         self._total = total
+        self._wait = wait
         self._on_progress = on_progress
         self.finished = 0
         self.resumed = 0
@@ -292,6 +297,8 @@ class _Progress:
         if span > 0:
             rps = limiter.in_window / span
         eta: float | None = None
+        windows: int | None = None
+        refills_in: float | None = getattr(limiter, "refills_in", None)
         if self._total is not None:
             remaining = max(0, self._total - self._done)
             worked = self._done - self.free
@@ -299,6 +306,12 @@ class _Progress:
                 eta = 0.0
             elif worked > 0:
                 eta = remaining * elapsed / worked
+            in_flight = started - self.finished
+            need = max(0, self._total - started) * (2 if self._wait else 1) + in_flight
+            left = getattr(limiter, "remaining", None)
+            windows, by_budget = budget_eta(need, left, refills_in, limiter.limit, limiter.window)
+            if remaining and by_budget is not None:
+                eta = by_budget if eta is None else max(eta, by_budget)
         counts = self._counts
         return BulkProgress(
             total=self._total,
@@ -318,7 +331,24 @@ class _Progress:
             limit=limiter.limit,
             elapsed=elapsed,
             eta=eta,
+            windows_left=windows,
+            refills_in=refills_in,
         )
+
+
+def budget_eta(
+    need: int, left: int | None, refills_in: float | None, limit: int | None, window: float
+) -> tuple[int | None, float | None]:
+    """The rate-limit windows that ``need`` more requests take beyond the ``left`` ones the
+    budget has now, and when the last of them opens (None when the budget holds them all, or
+    the limit is unknown): the budget refills ``refills_in`` from now, then once a window."""
+    if left is None or limit is None:
+        return None, None
+    if need <= left:
+        return 0, None
+    windows = math.ceil((need - left) / limit)
+    first = window if refills_in is None else refills_in
+    return windows, first + (windows - 1) * window
 
 
 async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:

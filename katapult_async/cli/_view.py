@@ -179,6 +179,11 @@ def _stats_line(state: BulkState, window: float | None = None) -> Text:
         rate = snapshot.requests_per_second
         text.append("req/s ", style="dim").append(f"{rate:.1f}" if rate is not None else "-")
         text.append("  limit ", style="dim").append(_limit_text(snapshot.limit, window))
+        if snapshot.windows_left:
+            # the budget is what sets the pace: how many windows the rest needs, and the next
+            text.append("  windows left ", style="dim").append(str(snapshot.windows_left))
+            if snapshot.refills_in is not None:
+                text.append(f" (next in {duration(snapshot.refills_in)})", style="dim")
         text.append("  ")
     text.append("429s ", style="dim").append(str(state.requests.rate_limited))
     eta = snapshot.eta if snapshot is not None else None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from katapult_async.bulk import bulk_update
-from katapult_async.models import Outcome
+from katapult_async.bulk._engine import budget_eta
+from katapult_async.models import BulkProgress, Outcome
 from katapult_async.testing import KatapultSimulator
 
 from .helpers import make_client, patched
@@ -29,7 +30,9 @@ async def test_items_awaiting_their_task_hold_no_place(
             async for result in bulk_update(
                 client, [(i, "1gbps") for i in ids], concurrency=2, **options
             ):
-                if sent is None:  # every task lasts 0.6 s: the first ends long after the PATCHes went
+                if (
+                    sent is None
+                ):  # every task lasts 0.6 s: the first ends long after the PATCHes went
                     sent = sum(patched(sim).values())
                 outcomes.append(result.outcome)
     assert sent == sent_at_first
@@ -40,3 +43,42 @@ async def test_items_awaiting_their_task_hold_no_place(
 def test_max_tasks_is_checked_at_once() -> None:
     with pytest.raises(ValueError, match="max_tasks"):
         bulk_update(object(), [], max_tasks=-1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("need", "left", "refills_in", "expected"),
+    [
+        (50, 100, 1.0, (0, None)),  # the budget holds them all: the tasks set the pace
+        (150, 100, 1.5, (1, 1.5)),  # one more window, opening when the budget refills
+        (450, 50, 0.5, (4, 0.5 + 3 * 2.0)),
+        (10, None, None, (None, None)),  # the limit unknown
+    ],
+)
+def test_the_eta_follows_the_budget(
+    need: int,
+    left: int | None,
+    refills_in: float | None,
+    expected: tuple[int | None, float | None],
+) -> None:
+    limit = None if left is None else 100
+    assert budget_eta(need, left, refills_in, limit, 2.0) == expected
+
+
+async def test_progress_says_how_many_windows_are_left() -> None:
+    # 30 items at 10 requests per second: 60 requests, six windows; the snapshots count them down
+    async with KatapultSimulator(task_duration=0.05, rate_limit=10, rate_limit_window=1.0) as sim:
+        ids = sim.add_interfaces(30)
+        snapshots: list[BulkProgress] = []
+        async with make_client(sim, rate_limit_window=1.0) as client:
+            async for _ in bulk_update(
+                client, [(i, "1gbps") for i in ids], concurrency=5, on_progress=snapshots.append
+            ):
+                pass
+    windows = [s.windows_left for s in snapshots if s.windows_left is not None]
+    assert max(windows) >= 3
+    assert windows[-1] == 0
+    early = next(s for s in snapshots if s.windows_left and s.windows_left >= 3)
+    assert early.eta is not None
+    assert early.refills_in is not None
+    assert early.eta >= early.refills_in + 2 * 1.0  # the later windows, not a rate
+    assert snapshots[-1].eta == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -86,10 +87,10 @@ def test_a_clean_rollout_with_canary_and_verify_exits_0(sim: Sim, tmp_path: Path
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Canary: 2 items passed" in result.output  # no terminal: shown, then on
-    assert "verified (read back)" in result.output
-    assert "│                    8 │" in result.output or " 8 " in result.output
+    assert re.search(r"verified \(read back\)\s*│\s*8 │", result.output)
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert {line["outcome"] for line in lines} == {"completed"}
+    assert [line.get("verified") for line in lines] == [True] * 8
     profiles = _profiles(sim)
     assert len({profiles[i] for i in ids}) == 1
     _no_429(sim, start)

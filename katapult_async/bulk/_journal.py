@@ -57,7 +57,7 @@ closing :data:`RunStatus` values, or ``unfinished`` (no closing line: the proces
 the journal was written before run boundaries existed). Every value but ``none`` and ``finished``
 is a run a rerun resumes."""
 
-_RESULT_ONLY = ("outcome", "error", "error_type", "confirmed_after_lost_response")
+_RESULT_ONLY = ("outcome", "error", "error_type", "confirmed_after_lost_response", "verified")
 """The keys of a ``result`` line that the other lines do not have."""
 
 _OPTIONAL = ("task", "previous_speed_profile")
@@ -95,6 +95,8 @@ class JournalRecord:
             permalink).
         confirmed_after_lost_response: The result was confirmed after a lost response (see
             :attr:`~katapult_async.models.UpdateResult.confirmed_after_lost_response`).
+        verified: A rollout read the interface back and found the profile (see
+            :attr:`~katapult_async.models.UpdateResult.verified`).
 
     Raises:
         ValueError: for a ``result`` without an outcome or a ``submitted`` with one.
@@ -112,6 +114,7 @@ class JournalRecord:
     task: Task | None = None
     previous_speed_profile: str | None = None
     confirmed_after_lost_response: bool = False
+    verified: bool = False
 
     def __attrs_post_init__(self) -> None:
         if (self.event == "result") != (self.outcome is not None):
@@ -150,6 +153,7 @@ class JournalRecord:
                 else str(result.previous_speed_profile)
             ),
             confirmed_after_lost_response=result.confirmed_after_lost_response,
+            verified=result.verified,
         )
 
 
@@ -291,16 +295,18 @@ def dumps(record: JournalRecord) -> str:
 
     The text is ASCII: anything else is escaped, so that even a malformed input string (a lone
     surrogate) can be written. ``attempt`` and ``submitted`` lines leave out ``outcome``, ``error``,
-    ``error_type`` and ``confirmed_after_lost_response``; a result line leaves out
-    ``confirmed_after_lost_response`` when false; any line leaves out ``task`` and
-    ``previous_speed_profile`` when they are ``None``.
+    ``error_type``, ``confirmed_after_lost_response`` and ``verified``; a result line leaves out
+    ``confirmed_after_lost_response`` and ``verified`` when false; any line leaves out ``task``
+    and ``previous_speed_profile`` when they are ``None``.
     """
     data: dict[str, Any] = converter.unstructure(record)
     if record.event != "result":
         for key in _RESULT_ONLY:
             del data[key]
-    elif not record.confirmed_after_lost_response:
-        del data["confirmed_after_lost_response"]
+    else:
+        for flag in ("confirmed_after_lost_response", "verified"):
+            if not data[flag]:
+                del data[flag]
     for key in _OPTIONAL:
         if data[key] is None:
             del data[key]
@@ -325,13 +331,16 @@ def loads(line: str | bytes) -> JournalRecord | None:
         return None
     if data.get("event") in ("submitted", "attempt"):
         data = {key: value for key, value in data.items() if key not in _RESULT_ONLY}
-    # A flag, not an int: read apart from the converter, whose strict int hook refuses bools.
+    # Flags, not ints: read apart from the converter, whose strict int hook refuses bools.
     confirmed = data.pop("confirmed_after_lost_response", False) is True
+    verified = data.pop("verified", False) is True
     try:
         record = converter.structure(data, JournalRecord)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
         return None
-    return attrs.evolve(record, confirmed_after_lost_response=True) if confirmed else record
+    if confirmed or verified:
+        record = attrs.evolve(record, confirmed_after_lost_response=confirmed, verified=verified)
+    return record
 
 
 def _now() -> float:

@@ -69,3 +69,16 @@ def test_the_new_errors_pickle_with_their_data(error: Exception) -> None:
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert vars(copy) == vars(error)
+
+
+def test_a_verified_result_says_so_in_the_journal_record() -> None:
+    from katapult_async.bulk._journal import JournalRecord, dumps, loads
+
+    result = UpdateResult("vmnet_a", None, Outcome.COMPLETED, verified=True)
+    line = dumps(JournalRecord.from_result(result))
+    assert '"verified": true' in line
+    record = loads(line)
+    assert record is not None
+    assert record.verified
+    plain = dumps(JournalRecord.from_result(UpdateResult("vmnet_a", None, Outcome.COMPLETED)))
+    assert "verified" not in plain

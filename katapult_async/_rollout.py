@@ -97,7 +97,8 @@ class Rollout:
         canary: The first items sent (default 0: no canary). Nothing else starts until each has
             its final result (verification included); a canary failure halts the run.
         on_canary: Called, sync or async, with a :class:`CanaryReport` once the canary passed;
-            returning ``False`` halts the run (anything else goes on).
+            returning ``False`` halts the run (anything else goes on). An exception it raises
+            ends the run, as one from ``on_progress`` does.
         max_failures: Halt when the failures exceed this many. Strict: the PATCHes in flight
             never exceed the failures still tolerated plus one, so the run ends with at most
             ``max_failures + 1`` failed items.
@@ -106,8 +107,10 @@ class Rollout:
         min_sample: The finished items needed before ``max_failure_rate`` applies (default 10).
         verify: The share of completed items whose interface is read back (one paced GET):
             a profile other than the target makes the item an ``ERROR`` with a
-            :class:`~katapult_async.errors.VerificationError`. Spread evenly (0.1: every tenth);
-            every canary item is read back when it is above 0.
+            :class:`~katapult_async.errors.VerificationError` (a read that fails: an ``ERROR``
+            with that error). Spread evenly (0.1: every tenth); every canary item is read back
+            when it is above 0. A rerun with the same journal sends an item that failed its
+            read-back again.
 
     Raises:
         ValueError: for a negative count, a share outside 0..1, a ``min_sample`` below 1.

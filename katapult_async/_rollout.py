@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -161,7 +162,9 @@ class RolloutGate:
         self.rollout = rollout
         self._on_halt = on_halt
         self._stopped = stopped
-        self._changed = asyncio.Event()  # replaced by a new one each time it is set
+        # Items waiting for their turn, first come first served; each is woken only when it may
+        # start (or the run halted), so a long queue costs nothing per result.
+        self._waiting: deque[asyncio.Future[_Ticket | RolloutHaltedError | None]] = deque()
         self._phase = _CANARY if rollout.canary else _MAIN
         self._canary_started = 0
         self._canary_results: list[UpdateResult] = []
@@ -188,21 +191,34 @@ class RolloutGate:
         n = self.in_flight
         return not self.exceeds(self.failures + n, self.finished + n)
 
-    async def admit(self) -> _Ticket | RolloutHaltedError | None:
-        """Wait until this item may start: a ticket; or the halt error (the item is skipped);
-        or ``None`` when the run stopped for another reason."""
-        while True:
-            if self.halted is not None:
-                return self.halted
-            if self._stopped is not None and self._stopped():
-                return None
-            if self._may_start():
-                break
-            await self._changed.wait()
+    def _over(self) -> bool:
+        """Whether nothing more may start: the gate halted, or the run stopped otherwise."""
+        return self.halted is not None or (self._stopped is not None and self._stopped())
+
+    def _take(self) -> _Ticket:
         canary = self._phase == _CANARY
         self._canary_started += canary
         self.in_flight += 1
         return _Ticket(canary)
+
+    async def admit(self) -> _Ticket | RolloutHaltedError | None:
+        """Wait until this item may start: a ticket; or the halt error (the item is skipped);
+        or ``None`` when the run stopped for another reason. Items start in the order they came.
+        """
+        if self._over():
+            return self.halted
+        if not self._waiting and self._may_start():
+            return self._take()
+        turn: asyncio.Future[_Ticket | RolloutHaltedError | None]
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            return await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and isinstance(turn.result(), _Ticket):
+                self.in_flight -= 1  # let through, but never to start: give its place back
+                self.wake()
+            raise
 
     def verify(self, ticket: _Ticket) -> bool:
         """Whether a completed item is to be read back (every canary item; else an even
@@ -245,9 +261,20 @@ class RolloutGate:
             self.wake()
 
     def wake(self) -> None:
-        """Make the waiting items look again (after a result, or the run stopped otherwise)."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Let the waiting items through that may start now, in order, or all of them go when
+        the run has halted (after a result, a decision, or the run stopped otherwise)."""
+        waiting = self._waiting
+        while waiting:
+            turn = waiting[0]
+            if turn.done():  # its item was cancelled
+                waiting.popleft()
+                continue
+            if self._over():
+                waiting.popleft().set_result(self.halted)
+                continue
+            if not self._may_start():
+                return
+            waiting.popleft().set_result(self._take())
 
     def _threshold_reason(self) -> str:
         rollout = self.rollout

@@ -191,3 +191,37 @@ async def test_an_item_skipped_after_it_was_let_through_does_not_count() -> None
     assert ticket is not None
     await gate.finish(ticket, UpdateResult("vmnet_a", None, Outcome.SKIPPED))
     assert (gate.in_flight, gate.finished, gate.failures) == (0, 0, 0)
+
+
+async def test_waiting_items_start_in_the_order_they_came() -> None:
+    gate = RolloutGate(Rollout(max_failures=0))  # strict: one in flight at a time
+    started: list[int] = []
+
+    async def item(n: int) -> None:
+        ticket = await gate.admit()
+        assert not isinstance(ticket, RolloutHaltedError)
+        assert ticket is not None
+        started.append(n)
+        await asyncio.sleep(0)
+        await gate.finish(ticket, UpdateResult(f"vmnet_{n}", None, Outcome.COMPLETED))
+
+    await asyncio.gather(*(item(n) for n in range(10)))
+    assert started == list(range(10))
+
+
+async def test_a_waiter_cancelled_after_its_turn_came_gives_its_place_back() -> None:
+    gate = RolloutGate(Rollout(max_failures=0))
+    first = await gate.admit()
+    assert not isinstance(first, RolloutHaltedError)
+    assert first is not None
+    second = asyncio.ensure_future(gate.admit())
+    third = asyncio.ensure_future(gate.admit())
+    await asyncio.sleep(0)
+    await gate.finish(first, UpdateResult("vmnet_1", None, Outcome.COMPLETED))
+    second.cancel()  # its turn came (a ticket is set), but it never ran
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    ticket = await third  # the place went on to the next in line
+    assert not isinstance(ticket, RolloutHaltedError)
+    assert ticket is not None
+    assert gate.in_flight == 1

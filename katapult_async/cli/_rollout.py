@@ -86,7 +86,8 @@ def rollout_options(command: FC) -> FC:
             default=0.0,
             metavar="[FRACTION]",
             help="Read back the interfaces completed (one request each): all of them, or this "
-            "share (0.1: every tenth). Another profile than the target is an error.",
+            "share (0.1: every tenth). Another profile than the target is an error. Alone, give "
+            "it after FILE (or --verify=1), so that FILE is not taken for its FRACTION.",
         ),
         click.option(
             "--on-halt",

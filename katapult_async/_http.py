@@ -167,8 +167,8 @@ class HTTPTransport:
             TransportError: when no answer came, after retries.
         """
         state = _CallState(request)
-        # The call's state is the context of its log records (see _telemetry.install_log_context).
-        token = _telemetry.current_call.set(state)
+        # The call's state is the context of its log records, while anyone may read them.
+        token = _telemetry.current_call.set(state) if _telemetry.log_context_wanted() else None
         try:
             try:
                 return await self._attempt(state)
@@ -184,7 +184,8 @@ class HTTPTransport:
                 exc.attempts = state.attempts
                 raise
         finally:
-            _telemetry.current_call.reset(token)
+            if token is not None:
+                _telemetry.current_call.reset(token)
 
     async def _retry_attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         """An attempt under ``backoff``; the first one replays the error of the direct attempt."""

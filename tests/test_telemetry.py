@@ -393,6 +393,17 @@ async def test_log_records_carry_request_id_interface_task_and_attempt(
     assert vars(learned)["request_id"] == recorded[0].request_id
 
 
+def test_calls_set_their_log_context_only_while_the_package_logs_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _telemetry.install_log_context()
+    for name in ("katapult_async", "katapult_async.ratelimit"):
+        caplog.set_level(logging.WARNING, logger=name)
+    assert not _telemetry.log_context_wanted()
+    caplog.set_level(logging.DEBUG, logger="katapult_async.ratelimit")
+    assert _telemetry.log_context_wanted()
+
+
 def test_every_logger_of_the_package_adds_the_context() -> None:
     import katapult_async.cli  # every module that may make a logger
     import katapult_async.testing  # noqa: F401

@@ -25,8 +25,8 @@ Spans (the library's tracer is named ``katapult_async``):
 
 Metrics: ``http.client.request.duration`` (s), ``katapult.requests`` (every attempt, by operation and
 status), ``katapult.ratelimit.wait.duration`` (s), the gauges ``katapult.ratelimit.limit`` and
-``katapult.ratelimit.remaining`` (per rate limiter, told apart by ``katapult.ratelimit.limiter``, a
-number: the token is never named), ``katapult.task.duration`` (s, by final status),
+``katapult.ratelimit.remaining`` (the limiter's ``snapshot()``, per rate limiter, told apart by
+``katapult.ratelimit.limiter``, a number: the token is never named), ``katapult.task.duration`` (s, by final status),
 ``katapult.task.polls`` (by ``katapult.task.done``) and ``katapult.bulk.results`` (by outcome).
 
 Logs: the filter :func:`install_log_context` adds to the package's loggers gives every record made
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Span, TracerProvider
 
-    from katapult_async._ratelimit import RateLimiter
+    from katapult_async._ratelimit import RateLimiter, RateLimitState
 
 __all__ = [
     "LOGGER_NAME",
@@ -365,16 +365,6 @@ def _message(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, KatapultError) else type(exc).__name__
 
 
-class _Seen:
-    """What telemetry remembers of one rate limiter."""
-
-    __slots__ = ("number", "remaining")
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.remaining: int | None = None
-
-
 @functools.lru_cache(maxsize=64)
 def _route(base_url: str, path: str) -> tuple[str, int, str]:
     """``server.address``, ``server.port`` and ``url.template`` of a request."""
@@ -452,7 +442,8 @@ class Telemetry:
             unit="{result}",
             description="Results of bulk updates, by outcome.",
         )
-        self._limiters: weakref.WeakKeyDictionary[RateLimiter, _Seen] = weakref.WeakKeyDictionary()
+        # Each rate limiter seen (one token's budget), by number: the token is never named.
+        self._limiters: weakref.WeakKeyDictionary[RateLimiter, int] = weakref.WeakKeyDictionary()
         meter.create_observable_gauge(
             "katapult.ratelimit.limit",
             callbacks=[self._observe_limits],
@@ -463,7 +454,7 @@ class Telemetry:
             "katapult.ratelimit.remaining",
             callbacks=[self._observe_remaining],
             unit="{request}",
-            description="What is left of the rate-limit window.",
+            description="Requests that may start now without waiting (RateLimitState.remaining).",
         )
 
     # --- HTTP attempts --------------------------------------------------------------------------
@@ -480,14 +471,14 @@ class Telemetry:
         span; record the attempt's metrics however it ends."""
         request = state.request
         operation = request.kind or request.method
-        seen = self._seen(limiter)
+        limiter_number = self._number(limiter)
         wall_start = time.time_ns()
         began = time.perf_counter()
         started = await acquire()
         sent = time.perf_counter()
         waited = sent - began
         self._wait.record(
-            waited, {"katapult.operation": operation, "katapult.ratelimit.limiter": seen.number}
+            waited, {"katapult.operation": operation, "katapult.ratelimit.limiter": limiter_number}
         )
         address, port, template = _route(base_url, request.path)
         common: Attributes = {
@@ -532,7 +523,7 @@ class Telemetry:
                 error = exc
                 raise
             finally:
-                self._end_attempt(state, span, common, operation, seen, error, sent)
+                self._end_attempt(state, span, common, operation, error, sent)
 
     def _end_attempt(
         self,
@@ -540,7 +531,6 @@ class Telemetry:
         span: Span,
         common: Attributes,
         operation: str,
-        seen: _Seen,
         error: BaseException | None,
         sent: float,
     ) -> None:
@@ -553,11 +543,8 @@ class Telemetry:
         if status is not None:
             measured["http.response.status_code"] = status
             span.set_attribute("http.response.status_code", status)
-        if meta is not None:
-            if meta.request_id:
-                span.set_attribute("katapult.request_id", meta.request_id)
-            if meta.remaining is not None:
-                seen.remaining = meta.remaining
+        if meta is not None and meta.request_id:
+            span.set_attribute("katapult.request_id", meta.request_id)
         if error is not None:
             error_type = _error_type(status, error)
             measured["error.type"] = error_type
@@ -570,29 +557,25 @@ class Telemetry:
         measured["katapult.operation"] = operation
         self._requests.add(1, measured)
 
-    def _seen(self, limiter: RateLimiter) -> _Seen:
-        seen = self._limiters.get(limiter)
-        if seen is None:
-            seen = self._limiters[limiter] = _Seen(len(self._limiters) + 1)
-        return seen
+    def _number(self, limiter: RateLimiter) -> int:
+        number = self._limiters.get(limiter)
+        if number is None:
+            number = self._limiters[limiter] = len(self._limiters) + 1
+        return number
 
     def _observe_limits(self, _options: CallbackOptions) -> list[Observation]:
-        return self._per_limiter(lambda limiter, _seen: limiter.snapshot().limit)
+        return self._per_limiter(lambda state: state.limit)
 
     def _observe_remaining(self, _options: CallbackOptions) -> list[Observation]:
-        def remaining(limiter: RateLimiter, seen: _Seen) -> int | None:
-            # The limiter's own view where it has one, else the latest X-Ratelimit-Remaining.
-            value: int | None = getattr(limiter.snapshot(), "remaining", None)
-            return seen.remaining if value is None else value
+        return self._per_limiter(lambda state: state.remaining)
 
-        return self._per_limiter(remaining)
-
-    def _per_limiter(self, read: Callable[[RateLimiter, _Seen], int | None]) -> list[Observation]:
+    def _per_limiter(self, read: Callable[[RateLimitState], int | None]) -> list[Observation]:
+        """One observation per rate limiter whose ``read(snapshot)`` is known."""
         observations = []
-        for limiter, seen in list(self._limiters.items()):
-            value = read(limiter, seen)
+        for limiter, number in list(self._limiters.items()):
+            value = read(limiter.snapshot())
             if value is not None:
-                attributes = {"katapult.ratelimit.limiter": seen.number}
+                attributes = {"katapult.ratelimit.limiter": number}
                 observations.append(self._observation(value, attributes))
         return observations
 

@@ -291,11 +291,12 @@ async def test_after_a_bulk_run_the_counters_match_the_results_and_the_request_l
         updates = otel.named("katapult.update_speed_profile")
         assert len(updates) == 9
         assert {u.parent.span_id for u in updates} == {run.context.span_id}
-        # the budget: the limit the client learned, and what the last response left
+        # the budget: the limit the client learned, and what it may start now
         (limit_point,) = otel.points("katapult.ratelimit.limit")
         assert limit_point.value == limit == 500
         (remaining,) = otel.points("katapult.ratelimit.remaining")
-        assert 0 <= remaining.value < 500
+        assert remaining.value == client.rate_limit.remaining
+        assert 0 < remaining.value < 500 - len(recorded) + 1
         assert limit_point.attributes == remaining.attributes == {"katapult.ratelimit.limiter": 1}
 
 

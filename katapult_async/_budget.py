@@ -215,6 +215,9 @@ class Budget:
         self._freed_at = -math.inf
         self._answered_start = -math.inf
         self._fresh_free = 0  # what was left then, less the reserve
+        # Burst pacing: (answered at, started at) of our requests in the last span, in the
+        # order answered: which ones surely reached the server before a given request started.
+        self._ends: deque[tuple[float, float]] = deque()
         self.headerless = False  # an answer came without X-Ratelimit-Remaining
         self.rate_limited = 0
         self._update_limit()
@@ -345,6 +348,8 @@ class Budget:
         """
         if self.outgoing:
             self.outgoing -= 1
+        if not self.smooth and started is not None and now is not None:
+            self._ends.append((now, started))
         if self._margin is not None and started is not None and now is not None:
             margin = self._margin.add(now - started)
             if margin is not None:
@@ -358,6 +363,9 @@ class Budget:
         own = self._own
         while own and own[0] <= cutoff:
             own.popleft()
+        ends = self._ends
+        while ends and ends[0][0] <= cutoff:
+            ends.popleft()
         phantoms = self._phantoms
         if phantoms and phantoms[0] <= cutoff:
             while phantoms and phantoms[0] <= cutoff:
@@ -407,6 +415,11 @@ class Budget:
         remaining = max(remaining, 0)
         used = limit - remaining
         self.trim(now)
+        if not self.smooth and started is not None and started < self._answered_start:
+            # Burst pacing: dozens in flight at once, answered in any order. An answer to a
+            # request started before one already read says nothing newer (and, read after it,
+            # its higher Remaining would look like a window turning over).
+            return
         if started is not None and started < self._turned_at:
             # Sent before the turnover was noticed: the server may have counted it in the old
             # window, whose count, taken for the new one's, would read as a window's worth of
@@ -504,9 +517,21 @@ class Budget:
             # before this one: only fixed windows forget those, so one turned over, by less than
             # a quarter of the limit (early in a window). Counted as ours, the requests of the
             # previous window would hide as many of the others'.
-            after = _count_after(self._own, started - EARLY) - 1
-            answered = min(_count_after(self._own, recent), self._own_since_reset) - after
-            answered -= max(0, self.outgoing - 1 - after)
+            if self.smooth:
+                after = _count_after(self._own, started - EARLY) - 1
+                answered = min(_count_after(self._own, recent), self._own_since_reset) - after
+                answered -= max(0, self.outgoing - 1 - after)
+            else:
+                # Burst: dozens in flight, arriving in any order. Only ours answered before
+                # this one started surely reached the server before it (and since the last
+                # turnover: that one would be seen again).
+                since = max(recent, self._turned_at)
+                answered = 0
+                for ended, began in self._ends:
+                    if ended >= started:
+                        break
+                    if began > since:
+                        answered += 1
             turned = (self.announced or limit) - remaining < answered  # the server's count
             if turned:
                 self._low_remaining = remaining
@@ -516,6 +541,13 @@ class Budget:
             # counted as others', each would be a phantom holding back a start for a whole span,
             # at every turnover.
             self._own_since_reset = min(self.outgoing, len(self.starts))
+            if not self.smooth and started is not None:
+                # Burst: ours arrive in any order, and may have been answered before this one
+                # though they reached the server after the turnover too: all of ours started
+                # from a time margin before this one count as the new window's (a few too many
+                # hide as many of the others' for a round trip; too few would be phantoms).
+                margin = self.span - self.window
+                self._own_since_reset = _count_after(self._own, started - margin - EARLY)
             self._matched = 0
             self._turned_at = now
 

@@ -272,3 +272,20 @@ def test_a_plan_rolls_out_with_a_canary_and_halts(sim: Sim, tmp_path: Path) -> N
     assert "0 reverted" in result.output  # the canary's task failed: nothing had changed
     profiles = _profiles(sim)
     assert len({profiles[i] for i in ids}) == 1
+
+
+def test_a_selection_rolls_out_with_a_threshold_and_reverts(sim: Sim, tmp_path: Path) -> None:
+    body = {"name": "sel-roll-1", "annotations": {"tier": "sel-roll"}, "interfaces": 4}
+    ids = sim.admin("POST", "/virtual_machines", body)["interfaces"]
+    before = _profiles(sim)
+    start = len(sim.requests())
+    result = invoke(
+        sim, "bulk", "-o", "acme", "--annotation", "tier=sel-roll", "--to", "1gbps",
+        "--max-failures", "1", "--record-previous", "--on-halt", "revert",
+        "--journal", str(tmp_path / "sel.jsonl"), "--window", "1",
+    )  # fmt: skip
+    assert result.exit_code == EXIT_HALTED, result.output
+    assert len(sim.patched(sim.requests()[start:])) == 2  # max_failures + 1, then nothing
+    assert "2 not started" in " ".join(result.output.split())
+    after = _profiles(sim)
+    assert {i: after[i] for i in ids} == {i: before[i] for i in ids}

@@ -91,8 +91,8 @@ WORKLOADS = (
 )
 QUICK = (
     Workload("30 @ 100/10s", 30, 100, 10.0, ("fixed",), 2.5),
-    Workload("40 @ 20/1s", 40, 20, 1.0, ("fixed", "sliding"), 4.5),
-    Workload("2 processes", 40, 20, 1.0, ("sliding",), 5.0, processes=2),
+    Workload("40 @ 20/1s", 40, 20, 1.0, ("fixed",), 4.5),
+    Workload("2 processes", 40, 20, 1.0, ("fixed",), 5.0, processes=2),
 )
 CLIENTS = ("burst", "smooth", "naive")
 

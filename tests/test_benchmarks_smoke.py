@@ -28,6 +28,17 @@ ROW_KEYS = {
         "wall_s_rounds",
         "errors",
     },
+    "budget": {
+        "workload",
+        "client",
+        "wall_s",
+        "spread_s",
+        "t_star_s",
+        "wall/T*",
+        "429s",
+        "max/window",
+        "requests",
+    },
     "ratelimit": {
         "case",
         "client",
@@ -110,6 +121,7 @@ SUMMARY_KEYS = {
         "instructions_per_request",  # empty in --quick (counted on full runs only)
         "instruction_ratio",
     },
+    "budget": {"rate_limited_burst", "burst_over_smooth"},
     "ratelimit": {
         "efficiency_fixed",
         "efficiency_sliding",
@@ -146,6 +158,7 @@ SUMMARY_KEYS = {
 
 ROWS = {
     "overhead": ("side", {"ours", "bare"}),  # plus a diagnostic side while the limiter has it
+    "budget": ("client", {"burst", "smooth", "naive"}),
     "ratelimit": (
         "case",
         {
@@ -168,7 +181,15 @@ ROWS = {
     "concurrency": ("concurrency", {1, 8, 64, 256}),
 }
 
-TARGETS = {"overhead": 1, "ratelimit": 19, "probe": 1, "polling": 2, "scale": 2, "concurrency": 0}
+TARGETS = {
+    "overhead": 1,
+    "budget": 12,
+    "ratelimit": 19,
+    "probe": 1,
+    "polling": 2,
+    "scale": 2,
+    "concurrency": 0,
+}
 
 
 @pytest.fixture(scope="module")

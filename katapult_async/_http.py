@@ -166,26 +166,20 @@ class HTTPTransport:
             APIError: (a subclass) for an error answer, after retries for transient ones.
             TransportError: when no answer came, after retries.
         """
-        state = _CallState(request)
-        # The call's state is the context of its log records, while anyone may read them.
-        token = _telemetry.current_call.set(state) if _telemetry.log_context_wanted() else None
+        state = _CallState(request)  # found here by the log-record context (_telemetry)
         try:
-            try:
-                return await self._attempt(state)
-            except KatapultError as exc:
-                if self._config.max_retries == 0 or self._give_up(exc):
-                    exc.attempts = state.attempts
-                    raise
-                state.replay = exc
-            try:
-                result: tuple[Any, ResponseMeta] = await self._retrying(state)
-                return result
-            except KatapultError as exc:
+            return await self._attempt(state)
+        except KatapultError as exc:
+            if self._config.max_retries == 0 or self._give_up(exc):
                 exc.attempts = state.attempts
                 raise
-        finally:
-            if token is not None:
-                _telemetry.current_call.reset(token)
+            state.replay = exc
+        try:
+            result: tuple[Any, ResponseMeta] = await self._retrying(state)
+            return result
+        except KatapultError as exc:
+            exc.attempts = state.attempts
+            raise
 
     async def _retry_attempt(self, state: _CallState) -> tuple[Any, ResponseMeta]:
         """An attempt under ``backoff``; the first one replays the error of the direct attempt."""
@@ -336,6 +330,10 @@ class HTTPTransport:
             exc,
             details["wait"],
         )
+
+
+# A record made during a call finds the call's ``state`` in this method's frame.
+_telemetry.log_context_from(HTTPTransport.request_with_meta)
 
 
 def _too_large(meta: ResponseMeta, cap: int) -> InvalidResponseError:

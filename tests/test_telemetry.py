@@ -394,15 +394,14 @@ async def test_log_records_carry_request_id_interface_task_and_attempt(
     assert vars(learned)["request_id"] == recorded[0].request_id
 
 
-def test_calls_set_their_log_context_only_while_the_package_logs_at_info(
+def test_a_record_made_outside_an_http_call_has_no_call_context(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _telemetry.install_log_context()
-    for name in ("katapult_async", "katapult_async.ratelimit"):
-        caplog.set_level(logging.WARNING, logger=name)
-    assert not _telemetry.log_context_wanted()
-    caplog.set_level(logging.DEBUG, logger="katapult_async.ratelimit")
-    assert _telemetry.log_context_wanted()
+    caplog.set_level(logging.INFO, logger="katapult_async")
+    logging.getLogger("katapult_async").info("between calls")
+    (record,) = caplog.records
+    assert not {"request_id", "interface_id", "task_id", "attempt"} & set(vars(record))
 
 
 def test_every_logger_of_the_package_adds_the_context() -> None:

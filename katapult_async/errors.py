@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from katapult_async.models import Task
+    from katapult_async._task import Task
 
 __all__ = [
     "APIError",

@@ -2,6 +2,9 @@
 
 They hold no (de)serialisation code: :mod:`katapult_async._convert` owns that. Unknown API fields are
 ignored when decoding, so new fields on the server never break an old client.
+
+:class:`Task` and :class:`TaskStatus` are defined below the errors, in :mod:`katapult_async._task`
+(the task errors carry a ``Task``), and are public here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 
+from katapult_async._task import Task, TaskStatus
 from katapult_async._validate import validate_identifier
 
 if TYPE_CHECKING:
@@ -34,46 +38,6 @@ __all__ = [
 ]
 
 SPEED_PROFILE_ID_PREFIX = "nsp_"
-
-
-class TaskStatus(str, enum.Enum):
-    """The state of a Katapult background task."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether the task has finished (completed or failed) and will not change again."""
-        return self is TaskStatus.COMPLETED or self is TaskStatus.FAILED
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@attrs.frozen
-class Task:
-    """A Katapult background task, as returned by the API.
-
-    Attributes:
-        id: The task id (``task_...``).
-        name: What the task does, e.g. ``"Change network interface speed profile"``.
-        status: Where the task is in its lifecycle.
-        created_at: When the task was created (UTC), if the API said.
-        started_at: When it started running (UTC), or ``None``.
-        finished_at: When it finished (UTC), or ``None``.
-        progress: Percent done, 0-100 (0 when the API omits it).
-    """
-
-    id: str
-    name: str | None = None
-    status: TaskStatus = TaskStatus.PENDING
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    progress: int = 0
 
 
 def _check_id(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:

@@ -1,91 +1,27 @@
 """The pure model behind :class:`~katapult_async._ratelimit.RateLimiter`: which limit holds, and
 when the next request may start. No I/O, no asyncio, no clock of its own: every time is passed in,
-so it is tested in virtual time (``tests/test_budget.py``).
+so it is tested in virtual time (``tests/test_budget.py``). The maintainers' account of every rule
+and why it is so is in ``docs/rate-limits.md`` ("How the budget model decides"); in short:
 
-The limit
----------
-Several sources can name it; the effective limit ``L`` is chosen best first:
-
-1. a ``limit`` given to the constructor (per ``window``);
-2. ``X-Ratelimit-Permitted``, which the live API sends on every response, so pacing starts with
-   the first response, before any 429;
-3. ``detail.total_permitted`` of the first 429 body (only while no header has named the limit).
-
-A later announcement with a different value replaces an earlier one (the token's limit was
-changed). A configured limit is never raised by an announcement, but a smaller announced value
-lowers it: we never exceed what the server says.
-
-What may start
---------------
-Every request start (ours, and the estimated starts of others, see below) is appended to one
-sorted log of timestamps (a deque, trimmed from the left, amortised O(1)). A new start at time
-``t`` is allowed when both hold:
-
-* fewer than ``U`` entries lie in ``(t - S, t]``, where ``U = L - reserve`` and
-  ``S = window + time_margin``. The reserve is ``safety_margin`` of ``L`` rounded up, at least one
-  request when ``L > 1`` (100 -> 99, 1000 -> 990); while another user of the token has shown up
-  in the last ``S`` (see below) it is ``shared_margin`` instead, and at least what the others
-  start between two of our answers, plus one (100 -> 97, 20 -> 18), since two processes decide
-  on what they knew one response ago. ``time_margin`` absorbs the difference in latency
-  between two requests: the server counts a request somewhere between its start and its answer
-  (by default it is learned from our round trips, see :mod:`katapult_async._margin`). Any
-  window-long interval lies inside some ``S``-long one, so no window-long interval holds more
-  than ``U`` of our starts: safe for a server counting in a sliding window and in fixed windows
-  of any phase;
-* at least ``S / U`` seconds have passed since the previous start's slot. This spreads the starts
-  evenly instead of letting the budget go out in a burst. At that spacing the log condition never
-  binds by itself: the steady rate is ``U / S`` (for 100 per 2 s: 99 / 2.02 s = 49.0 requests/s,
-  98 % of the limit, at the starting margin; 99 / 2.008 s = 49.3 with 4 ms round trips).
-
-Usage by others
----------------
-``X-Ratelimit-Remaining`` is what is left of the server's window when the response was produced:
-the server has counted ``L - remaining`` requests. Those beyond our own are someone else's
-(another process with the same token), and each of them gets a "phantom" start in the log,
-stamped now (when we first saw it, so at or after it reached the server: a phantom never frees
-its slot before the request it stands for does). The shared reserve then applies for one span.
-
-Which of our requests the server counts: those started within a window before the answered one
-started (the server counted it at or after its start), less those of ours still outgoing (they may
-not have arrived yet). Which phantoms still stand for a counted request: the newest of them, and
-none stamped a window before the answered request started (what it stood for arrived before then
-and has aged out). So a phantom of an old request never hides a new one: the others' count is
-matched against the phantoms that can still stand for it, and topped up *to* it, never *by* it,
-so that repeated, duplicated or out-of-order headers never add up (an older response reports
-more remaining and changes nothing). A phantom expires like any start, so one stale header
-holds us back by at most one span. When the configured limit is below the server's, the headroom
-between the two is left to the others first. (``observe()`` without the answered request's start
-credits every start in the log as counted, which can hide a few of the others'.)
-
-While others use the token, between two of our answers they go on starting requests we have
-not seen yet: about their rate times the usual time between our answers (a moving average)
-plus the time margin. The shared reserve holds that many and one more, at least 2 and at most a
-quarter of the limit: with two processes at 20 per second, each sees the other's newest request
-one answer late, and a reserve of one would let both take the last slot.
-
-In fixed windows the log still holds our starts of the previous window, which would hide the
-others' usage of the new one. So a turnover is noticed, and from then on our starts count from
-it: when the server's count falls by a quarter of the limit to a quarter below what the log
-holds, or falls below our requests answered within the last window (a window that began during
-a burst falls by less). (A count that falls but still matches the log is a sliding window in which
-the others' requests aged out while we heard nothing: taken for a turnover, all of it would count
-as the others' and stall us for a span.) Our requests still outgoing when the turnover shows
-count among those starts: most of them reach the server after it. (Counted as others', each
-would be a phantom holding back one start for a whole span, at every turnover.) This is why the
-limiter's ``release()`` matters after every request: it ends what is outgoing. The answers of
-requests sent before the turnover was noticed are then passed over: the server may have counted
-them in the old window, and with jittery answers (one arriving 30 ms after the next) the old
-window's count, read as the new one's, would be a window's worth of the others' requests.
-
-429s
-----
-A 429 is counted, and its request stays in the log: the server counted it too. With a
-``Retry-After``, every caller pauses until then (at most one span). Otherwise the log is topped up to
-``L + 1`` and callers pause until the log allows a start again. While the limit is unknown, the pause
-lasts until all of our recorded starts have aged out. A 429 that follows a start made after the
-previous pause ended, within one span of it, shows the server does not free capacity as the log
-predicts: the pause is then a whole span from now. 429s arriving during a pause (rejections of
-requests already in flight) only extend it.
+* **The limit** ``L``, best source first: a configured one, ``X-Ratelimit-Permitted``, the first
+  429's ``detail.total_permitted``. A smaller announced limit lowers a configured one.
+* **The log** (:mod:`katapult_async._startlog`) holds every start of the last span (the window
+  plus a time margin learned from round trips, :mod:`katapult_async._margin`): ours, and
+  phantoms for the others' requests that ``X-Ratelimit-Remaining`` revealed. A start is allowed
+  while the log holds fewer than ``U = L - reserve``: safe for a sliding window and for fixed
+  windows of any phase, since any window-long interval lies inside some span.
+* **Burst pacing** (the default) starts whenever the log has room: a job that fits the budget
+  goes out at once; a bigger one as the oldest starts age out. While others use the token (and
+  for the first span) it takes care (:meth:`Budget._may_burst`): at most a third of what was
+  left at the newest answer in flight, one at a time on stale news, 2 requests in reserve.
+  **Smooth pacing** also spaces the starts ``span / U`` apart, the even spreading of earlier
+  releases, with a reserve of 1 % (3 % while others are seen).
+* **Others on the token**: the server's count beyond our own requests it can have counted gets
+  phantoms, topped up *to* it, never *by* it (stale, repeated, out-of-order headers never add
+  up); fixed windows turning over are noticed (:mod:`katapult_async._turnover`) so that our
+  previous window's starts do not hide the others' usage of the new one.
+* **A 429** pauses every start: until ``Retry-After`` (at most a span), else until the log,
+  topped up to ``L + 1``, allows a start again (a whole span if the last pause did not help).
 """
 
 from __future__ import annotations
@@ -93,12 +29,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from itertools import repeat
 from typing import Literal
 
 from katapult_async._margin import MIN_TIME_MARGIN, LearnedMargin
+from katapult_async._startlog import StartLog, count_after
+from katapult_async._turnover import EARLY, TurnoverWatch
 
-__all__ = ["PRIORITY_POLL", "Budget", "Pacing", "RateLimitSource"]
+__all__ = ["EARLY", "PRIORITY_POLL", "Budget", "Pacing", "RateLimitSource"]
 
 RateLimitSource = Literal["configured", "headers", "429"]
 """Where the effective limit came from."""
@@ -114,8 +51,6 @@ PRIORITY_POLL = 1
 """The limiter queue's priority for task polls: after every other waiting request (0). While the
 budget binds, a PATCH starts a task the run waits for; a poll only notices that one ended."""
 
-EARLY = 1e-6
-"""A sleeper may wake this much early (timer resolution, rounding); starting then is harmless."""
 # Keeps ``ceil(100 * 0.03)`` at 3 despite float rounding.
 _ROUNDING = 1e-9
 
@@ -125,17 +60,6 @@ SHARED_MIN = 2
 SHARED_SPANS = 5
 """Burst pacing: spans that one sign of others on the token keeps us sharing (see _may_burst).
 Two processes that take turns spend whole windows without a sign of each other."""
-
-
-def _count_after(log: deque[float], cutoff: float) -> int:
-    """The stamps of a sorted ``log`` after ``cutoff`` (a short scan from the old end: the
-    cutoffs used lie near it)."""
-    older = 0
-    for stamp in log:
-        if stamp > cutoff:
-            break
-        older += 1
-    return len(log) - older
 
 
 def _usable(limit: int, margin: float, least: int = 1) -> int:
@@ -193,31 +117,21 @@ class Budget:
         self._last_answer = -math.inf  # when Remaining was last observed
         self._answer_gap = 0.0  # the mean time between two observations (moving average)
         # Start times in the last ``span`` seconds, ours and phantom, sorted.
-        self.starts: deque[float] = deque()
+        self.log = StartLog()
         self.last_start = -math.inf  # the slot of our own last start (phantoms excluded)
         self.pause_until = -math.inf
         self.last_pause_end: float | None = None
         self.shared_until = -math.inf  # others were seen on the token: shared reserve until then
         self._careful_until = -math.inf  # burst pacing spends with care (_may_burst) until then
         # Since the server's count last fell at once (a fixed window turning over): our starts
-        # (``_own_since_reset``) and the lowest Remaining seen (``_low_remaining``).
+        # (``_own_since_reset``).
         self._own_since_reset = 0
-        # The phantoms in ``starts`` (sorted), and how many of the newest of them stand for
-        # requests of others that the server still counts (see :meth:`observe_remaining`).
-        self._phantoms: deque[float] = deque()
-        self._matched = 0
-        self._own: deque[float] = deque()  # our own starts in the last ``span``, sorted
         self.outgoing = 0  # our requests started and not yet ended (see :meth:`end`)
-        self._low_remaining = math.inf
-        self._turned_at = -math.inf  # when a fixed window's turnover was last noticed
-        # Burst pacing while others use the token: when a slot of the log last freed, and the
-        # start of the newest request whose Remaining we have read (is our view of it fresh?).
-        self._freed_at = -math.inf
+        self._turnover = TurnoverWatch()
+        # Burst pacing while others use the token: the start of the newest request whose
+        # Remaining we have read (is our view of it fresh?).
         self._answered_start = -math.inf
         self._fresh_free = 0  # what was left then, less the reserve
-        # Burst pacing: (answered at, started at) of our requests in the last span, in the
-        # order answered: which ones surely reached the server before a given request started.
-        self._ends: deque[tuple[float, float]] = deque()
         self.headerless = False  # an answer came without X-Ratelimit-Remaining
         self.rate_limited = 0
         self._update_limit()
@@ -299,7 +213,7 @@ class Budget:
             # alone paces, as it always did.
             return self.outgoing < 1 if self.rate_limited and not self.headerless else True
         stale = now - self._last_answer > self.span - self.window
-        if stale or self._freed_at > self._answered_start:
+        if stale or self.log.phantom_freed_at > self._answered_start:
             return self.outgoing < 1
         return self.outgoing < max(1, self._fresh_free // 3)
 
@@ -325,8 +239,7 @@ class Budget:
             # they may be starting right now as well. Spend with care for the first span (see
             # _may_burst; the reserve only once they show).
             self._careful_until = now + self.span
-        starts.append(now)
-        self._own.append(now)
+        self.log.add_own(now)
         self._own_since_reset += 1
         self.outgoing += 1
         if slot is None or self.limit is None:
@@ -349,53 +262,29 @@ class Budget:
         if self.outgoing:
             self.outgoing -= 1
         if not self.smooth and started is not None and now is not None:
-            self._ends.append((now, started))
+            self.log.answered(started, now)
         if self._margin is not None and started is not None and now is not None:
             margin = self._margin.add(now - started)
             if margin is not None:
                 self.span = self.window + margin
 
-    def trim(self, now: float) -> None:
-        cutoff = now - self.span
-        starts = self.starts
-        while starts and starts[0] <= cutoff:
-            starts.popleft()
-        own = self._own
-        while own and own[0] <= cutoff:
-            own.popleft()
-        ends = self._ends
-        while ends and ends[0][0] <= cutoff:
-            ends.popleft()
-        phantoms = self._phantoms
-        if phantoms and phantoms[0] <= cutoff:
-            while phantoms and phantoms[0] <= cutoff:
-                freed = phantoms.popleft()
-            self._matched = min(self._matched, len(phantoms))
-            # The others' slot is free in our view; they may have reused it already (see
-            # _burst_cap). Our own slots free in our view first: no such doubt.
-            self._freed_at = max(self._freed_at, freed + self.span)
+    @property
+    def starts(self) -> deque[float]:
+        """Every start in the log, ours and phantom, sorted."""
+        return self.log.starts
 
-    def _add_phantoms(self, count: int, now: float) -> None:
-        self.starts.extend(repeat(now, count))
-        self._phantoms.extend(repeat(now, count))
+    def trim(self, now: float) -> None:
+        """Forgets what started a span or more ago."""
+        self.log.trim(now - self.span, self.span)
 
     def top_up(self, count: int, now: float) -> int:
         """Adds phantom starts at ``now`` until the (trimmed) log holds ``count``; returns how many."""
-        missing = count - len(self.starts)
-        if missing > 0:
-            self._add_phantoms(missing, now)
-        return max(0, missing)
+        return self.log.top_up(count, now)
 
     def in_window(self, now: float) -> int:
         """Starts (ours and phantoms) in the last ``window`` seconds."""
         self.trim(now)
-        cutoff = now - self.window
-        count = 0
-        for started in reversed(self.starts):
-            if started <= cutoff:
-                break
-            count += 1
-        return count
+        return self.log.count_since(now - self.window)
 
     # --- what the server says ---------------------------------------------------------------
 
@@ -420,7 +309,7 @@ class Budget:
             # request started before one already read says nothing newer (and, read after it,
             # its higher Remaining would look like a window turning over).
             return
-        if started is not None and started < self._turned_at:
+        if started is not None and started < self._turnover.turned_at:
             # Sent before the turnover was noticed: the server may have counted it in the old
             # window, whose count, taken for the new one's, would read as a window's worth of
             # the others' requests (and stall us for a span). Only later requests tell.
@@ -440,7 +329,7 @@ class Budget:
         # (Burst: a burst's first ones a window ago may still count: its last ones arrived a
         # round trip later than its first. So ours from a span before.)
         mine = cutoff if self.smooth or started is None else started - self.span
-        counted = min(_count_after(self._own, mine), self._own_since_reset)
+        counted = min(count_after(self.log.own, mine), self._own_since_reset)
         sure = counted
         if started is not None:
             if self.smooth:
@@ -451,22 +340,22 @@ class Budget:
                 # one (or with it) have reached the server before it, those started after have
                 # not. (Counting every one outgoing as not arrived, most would be phantoms, each
                 # holding a slot for a span.)
-                sure = max(0, counted - _count_after(self._own, started + EARLY))
+                sure = max(0, counted - count_after(self.log.own, started + EARLY))
             # (Burst pacing alone on the token: every one of ours may have been counted, so
             # only what is beyond all of them is the others'. A request of ours that overtook
             # this one is no phantom then.)
             # A phantom stamped a window before this request started stands for a request that
             # arrived before then, which the server no longer counts. Matched still, it would
             # hide a new request of the others, and free its slot a window too early.
-            self._matched = min(self._matched, _count_after(self._phantoms, cutoff))
+            self.log.matched = min(self.log.matched, count_after(self.log.phantoms, cutoff))
         # The others' requests the server counts, against the newest phantoms (which stand for
         # them): top up, never down, so repeated or out-of-order headers never add up.
         others = max(0, used - sure)
-        missing = others - self._matched
+        missing = others - self.log.matched
         if missing > 0:
             beyond_log = used - len(self.starts)
-            self._add_phantoms(missing, now)
-            self._matched += missing
+            self.log.add_phantoms(missing, now)
+            self.log.matched += missing
             # Two or more beyond all our starts: someone else uses the token. (One may be ours,
             # counted after a turnover; our outgoing requests may have reached the server.)
             if beyond_log > 0 or used - counted >= 2:
@@ -490,66 +379,35 @@ class Budget:
     def _detect_turnover(
         self, remaining: int, used: int, now: float, started: float | None
     ) -> None:
-        """Notices a fixed window turning over; from then on, our starts count from zero."""
-        turned = False
-        limit = used + remaining
-        jump = max(2, limit // 4)
-        # What a sliding window surely still counts: the starts a window (less the time margin)
-        # before this request's. (Near the end of a burst a window before, the log holds many
-        # starts the server has just let go; taken for counted, they would read as a turnover.)
-        recent = (now if started is None else started) - self.window + (self.span - self.window)
-        if remaining >= self._low_remaining + jump:
-            # The server's count fell by a quarter of the limit. If it is also a quarter below
-            # what the log holds for the last span, a fixed window turned over. (Otherwise the
-            # log explains the fall: a sliding window, where the others' usage aged out while we
-            # heard nothing. Taken for a turnover, the whole count would be taken for the
-            # others' and stall us for a span.)
-            # (And none from before the last turnover: that one would be seen again.)
-            logged = _count_after(self.starts, max(recent, self._turned_at))
-            if started is not None:  # those started with it may have arrived after it: not these
-                logged -= _count_after(self.starts, started - EARLY) - 1
-            turned = logged - used >= jump
-            self._low_remaining = remaining
-        else:
-            self._low_remaining = min(self._low_remaining, remaining)
-        if started is not None and not turned and self._own_since_reset > self.outgoing:
-            # The server counts fewer than our requests answered in the last window, started
-            # before this one: only fixed windows forget those, so one turned over, by less than
-            # a quarter of the limit (early in a window). Counted as ours, the requests of the
-            # previous window would hide as many of the others'.
-            if self.smooth:
-                after = _count_after(self._own, started - EARLY) - 1
-                answered = min(_count_after(self._own, recent), self._own_since_reset) - after
-                answered -= max(0, self.outgoing - 1 - after)
-            else:
-                # Burst: dozens in flight, arriving in any order. Only ours answered before
-                # this one started surely reached the server before it (and since the last
-                # turnover: that one would be seen again).
-                since = max(recent, self._turned_at)
-                answered = 0
-                for ended, began in self._ends:
-                    if ended >= started:
-                        break
-                    if began > since:
-                        answered += 1
-            turned = (self.announced or limit) - remaining < answered  # the server's count
-            if turned:
-                self._low_remaining = remaining
-        if turned:
-            # What the server counts from now on arrived after the turnover: this response's
-            # request, and perhaps the others of ours still outgoing. They count as ours:
-            # counted as others', each would be a phantom holding back a start for a whole span,
-            # at every turnover.
-            self._own_since_reset = min(self.outgoing, len(self.starts))
-            if not self.smooth and started is not None:
-                # Burst: ours arrive in any order, and may have been answered before this one
-                # though they reached the server after the turnover too: all of ours started
-                # from a time margin before this one count as the new window's (a few too many
-                # hide as many of the others' for a round trip; too few would be phantoms).
-                margin = self.span - self.window
-                self._own_since_reset = _count_after(self._own, started - margin - EARLY)
-            self._matched = 0
-            self._turned_at = now
+        """Notices a fixed window turning over (see :mod:`katapult_async._turnover`); from then
+        on, our starts count from zero."""
+        if not self._turnover.turned(
+            self.log,
+            remaining,
+            used,
+            now,
+            started,
+            window=self.window,
+            span=self.span,
+            own_since_reset=self._own_since_reset,
+            outgoing=self.outgoing,
+            announced=self.announced,
+            burst=not self.smooth,
+        ):
+            return
+        # What the server counts from now on arrived after the turnover: this response's
+        # request, and perhaps the others of ours still outgoing. They count as ours: counted as
+        # others', each would be a phantom holding back a start for a whole span, at every
+        # turnover.
+        self._own_since_reset = min(self.outgoing, len(self.starts))
+        if not self.smooth and started is not None:
+            # Burst: ours arrive in any order, and may have been answered before this one though
+            # they reached the server after the turnover too: all of ours started from a time
+            # margin before this one count as the new window's (a few too many hide as many of
+            # the others' for a round trip; too few would be phantoms).
+            margin = self.span - self.window
+            self._own_since_reset = count_after(self.log.own, started - margin - EARLY)
+        self.log.matched = 0
 
     def observe_rate_limited(
         self, total_permitted: int | None, retry_after: float | None, now: float

@@ -418,7 +418,7 @@ def test_an_answer_from_before_a_turnover_is_not_read_as_the_new_windows_count()
     # The answer of the request sent at 1.78, delayed: it still counts the old window's 90.
     budget.observe_remaining(10, 1.83, started=88 * 0.02)
     budget.end()
-    assert not budget._phantoms  # no window's worth of "others" (they would stall us a span)
+    assert not budget.log.phantoms  # no window's worth of "others" (they would stall us a span)
     assert budget.usable(1.83) == 99  # and not shared
 
 
@@ -498,7 +498,7 @@ async def test_a_bigger_job_takes_ceil_r_over_n_windows(
     assert server.rejected == 0
     assert server.max_in_window() <= 100
     assert 18.0 <= max(starts) - min(starts) < 18.0 + 4 * (0.1 + 4 * jitter)
-    assert not limiter._budget._phantoms
+    assert not limiter._budget.log.phantoms
 
 
 async def test_smooth_pacing_spreads_the_budget(vt: VirtualTime) -> None:

@@ -95,6 +95,8 @@ QUICK = (
     Workload("2 processes", 40, 20, 1.0, ("fixed",), 5.0, processes=2),
 )
 CLIENTS = ("burst", "smooth", "naive")
+CHARTED = "reference"
+"""The workload whose requests per window benchmarks/plot.py draws (budget.png), fixed windows."""
 
 
 def _sim_args(workload: Workload, mode: str, duration: float, seed: int) -> list[str]:
@@ -212,6 +214,12 @@ async def _case(
         "polls_per_task": stats["task_polls"] / tasks if tasks else None,
         "completed": completed,
     }
+    if workload.name == CHARTED and mode == "fixed":  # for benchmarks/plot.py (budget.png)
+        first = min((entry["at"] for entry in log_entries), default=0.0)
+        row["series"] = {
+            "at": [round(entry["at"] - first, 4) for entry in log_entries],
+            "status": [entry["status"] for entry in log_entries],
+        }
     log(
         f"budget: {workload.name} {mode} {client}: wall {wall:.2f}s (T* {t_star:.1f}s), "
         f"{row['requests']} requests, {row['rate_limited']} x 429, "
@@ -272,6 +280,12 @@ async def run(ctx: Context) -> ScenarioResult:
                 _case(workload, mode, client, duration=duration, seed=seed, log=ctx.log)
             )
     rows += await asyncio.gather(*baselines)
+    series: dict[str, Any] = {}
+    for row in rows:
+        data = row.pop("series", None)
+        if data is not None and row["client"] not in series:
+            series[row["client"]] = data
+    charted = next((w for w in workloads if w.name == CHARTED), None)
     table = _summarise(rows)["table"]
     targets: list[Target] = []
     for row in table:
@@ -317,9 +331,13 @@ async def run(ctx: Context) -> ScenarioResult:
             "task_jitter": JITTER,
             "concurrency": 50,
             "repeats_burst": repeats,
+            "charted": None
+            if charted is None
+            else {"workload": CHARTED, "limit": charted.limit, "window_s": charted.window},
         },
         "rows": display,
         "summary": summary,
         "targets": targets,
         "detail": rows,  # type: ignore[typeddict-unknown-key]
+        "series": series,
     }

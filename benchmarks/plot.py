@@ -3,6 +3,9 @@
 Made from the same report as the figures (the dict ``run.main`` writes with ``--json``), so a chart
 never disagrees with the table next to it:
 
+- ``budget.png``: requests started per rate-limit window over time on issue 24's reference
+  workload, burst pacing, smooth pacing and the naive client side by side, the limit drawn and
+  the 429 responses marked;
 - ``ratelimit.png``: requests started per rate-limit window over time, katapult-async and the
   naive client side by side, the limit drawn and the 429 responses marked;
 - ``polling.png``: polls per task and detection latency, learned schedule against fixed 1 s;
@@ -31,7 +34,13 @@ def plot(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     scenarios: Mapping[str, Any] = report.get("scenarios", {})
     written = []
-    for name, chart in (("ratelimit", _ratelimit), ("polling", _polling), ("scale", _memory)):
+    charts = (
+        ("budget", _budget),
+        ("ratelimit", _ratelimit),
+        ("polling", _polling),
+        ("scale", _memory),
+    )
+    for name, chart in charts:
         result = scenarios.get(name)
         if not result or "error" in result:
             continue
@@ -75,6 +84,33 @@ def _ratelimit(result: Mapping[str, Any], out: Path) -> Path | None:
     axes[0].set_ylabel("requests started per window")
     axes[0].legend(loc="upper right", fontsize="small")
     return _save(fig, out / "ratelimit.png")
+
+
+def _budget(result: Mapping[str, Any], out: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    series = result.get("series", {})
+    charted = result["params"].get("charted")
+    sides = [
+        (client, series[client]) for client in ("burst", "smooth", "naive") if client in series
+    ]
+    if not sides or not charted:
+        return None
+    limit, window = charted["limit"], charted["window_s"]
+    fig, axes = plt.subplots(1, len(sides), figsize=(4.6 * len(sides), 3.6), sharey=True)
+    axes = [axes] if len(sides) == 1 else list(axes)
+    titles = {"burst": "burst (default)", "smooth": "smooth", "naive": "naive aiohttp + backoff"}
+    for ax, (client, data) in zip(axes, sides, strict=True):
+        starts, started, limited = _per_window(data["at"], data["status"], window)
+        ax.bar(starts, started, width=window * 0.9, align="edge", color="#4c72b0", label="started")
+        ax.bar(starts, limited, width=window * 0.9, align="edge", color="#c44e52", label="429")
+        ax.axhline(limit, color="black", linestyle="--", linewidth=1, label=f"limit {limit}")
+        end = max(data["at"], default=0.0)
+        ax.set_title(f"{titles[client]}: {end:.1f} s, {sum(limited)} × 429", fontsize="medium")
+        ax.set_xlabel(f"time (s), windows of {window:g} s")
+    axes[0].set_ylabel("requests started per window")
+    axes[0].legend(loc="upper right", fontsize="small")
+    return _save(fig, out / "budget.png")
 
 
 def _polling(result: Mapping[str, Any], out: Path) -> Path | None:

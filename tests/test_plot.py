@@ -12,6 +12,14 @@ from benchmarks.plot import plot
 
 REPORT = {
     "scenarios": {
+        "budget": {
+            "params": {"charted": {"workload": "reference", "limit": 4, "window_s": 1.0}},
+            "series": {
+                "burst": {"at": [0.0, 0.01, 0.02, 0.03, 1.05], "status": [200] * 5},
+                "smooth": {"at": [0.0, 0.25, 0.5, 0.75, 1.25], "status": [200] * 5},
+                "naive": {"at": [0.0, 0.01, 0.02, 0.03, 0.04], "status": [200] * 4 + [429]},
+            },
+        },
         "ratelimit": {
             "params": {"limit": 4, "window_s": 1.0},
             "series": {
@@ -43,7 +51,7 @@ REPORT = {
 
 def test_every_chart_is_written(tmp_path: Path) -> None:
     written = plot(REPORT, tmp_path / "charts")
-    assert [p.name for p in written] == ["ratelimit.png", "polling.png", "memory.png"]
+    assert [p.name for p in written] == ["budget.png", "ratelimit.png", "polling.png", "memory.png"]
     for path in written:
         assert path.read_bytes().startswith(b"\x89PNG")
 

@@ -16,10 +16,10 @@ from aiohttp import web
 from ._faults import FaultRule
 from ._model import RecordedRequest, SimulatedTask
 from ._render import dumps, task_json
+from ._types import SimulatorControls
 
 if TYPE_CHECKING:
     from ._api import ApiCore
-    from ._simulator import KatapultSimulator
 
 ADMIN_PREFIX = "/_sim/"
 
@@ -35,7 +35,7 @@ class AdminApi:
         core: Its request handling, for the world's state as of one clock reading.
     """
 
-    def __init__(self, simulator: KatapultSimulator, core: ApiCore) -> None:
+    def __init__(self, simulator: SimulatorControls, core: ApiCore) -> None:
         self._simulator = simulator
         self._core = core
         self._routes: dict[tuple[str, str], _Route] = {

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -34,6 +33,7 @@ from ._model import ApiToken
 from ._ratelimit import RateCounter
 from ._recorder import RequestRecorder
 from ._render import dumps
+from ._types import Call
 from ._world import World
 
 OAUTH_SCOPE_PREFIX = "api.katapult.io/core/v1/"
@@ -72,46 +72,6 @@ class Reply(NamedTuple):
     body: bytes
     headers: dict[str, str]
     content_type: str
-
-
-class Call:
-    """One API request in flight, as far as it has been processed."""
-
-    __slots__ = (
-        "at",
-        "endpoint",
-        "error",
-        "fault",
-        "headers",
-        "identity",
-        "method",
-        "path",
-        "query",
-        "reply_headers",
-        "route_value",
-        "token",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str],
-        headers: Mapping[str, str],
-        at: float,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.at = at
-        self.endpoint: Endpoint | None = None
-        self.route_value = ""
-        self.token: str | None = None
-        self.identity: ApiToken | None = None
-        self.error: SimulatedAPIError | None = None
-        self.fault: FaultRule | None = None
-        self.reply_headers = {"X-Request-Id": str(uuid.uuid4())}
 
 
 class ApiCore:

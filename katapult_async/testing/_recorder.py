@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import collections
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._endpoints import Endpoint
 from ._faults import FaultKind
 from ._model import RecordedRequest, SimulatorStats
-
-if TYPE_CHECKING:
-    from ._api import Call
+from ._types import Call
 
 
 class RequestRecorder:

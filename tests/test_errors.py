@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import pickletools
+import traceback
 from typing import Any
 
 import pytest
@@ -158,6 +160,22 @@ def test_api_errors_pickle_round_trip() -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is ka.RateLimitReachedError
     assert copy.total_permitted == 5
+
+
+def test_errors_are_named_from_katapult_async_errors_wherever_defined() -> None:
+    # What users see in tracebacks, in a span's error.type and in pickles: the public path.
+    for name in errors.__all__:
+        assert getattr(errors, name).__module__ == "katapult_async.errors", name
+    halted = ka.RolloutHaltedError("canary failed", failures=1, finished=1)
+    shown = traceback.format_exception_only(type(halted), halted)[-1]
+    assert shown.startswith("katapult_async.errors.RolloutHaltedError: rollout halted")
+    err = error_from_response(429, {"error": {"code": "rate_limit_reached"}})
+    globals_named = {
+        str(arg).split()[0]
+        for op, arg, _ in pickletools.genops(pickle.dumps(err, protocol=2))
+        if op.name == "GLOBAL"
+    }
+    assert globals_named == {"katapult_async.errors"}
 
 
 def test_every_error_class_is_exported_and_drawn_in_the_tree() -> None:

@@ -37,6 +37,9 @@ __all__ = [
     "VirtualMachine",
 ]
 
+# Defined in _task, public here: pickles and help() name them katapult_async.models.<name>.
+Task.__module__ = TaskStatus.__module__ = __name__
+
 SPEED_PROFILE_ID_PREFIX = "nsp_"
 
 

@@ -8,11 +8,13 @@ those inside functions.
 from __future__ import annotations
 
 import ast
+import pickle
 from pathlib import Path
 
 import pytest
 
 import katapult_async
+from katapult_async import errors, models
 
 PACKAGE = katapult_async.__name__
 ROOT = Path(katapult_async.__file__).resolve().parent
@@ -149,3 +151,10 @@ def test_a_cycle_is_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_types_moved_down_keep_their_public_names() -> None:
+    task = models.Task(id="task_1", status=models.TaskStatus.FAILED)
+    assert models.Task.__module__ == models.TaskStatus.__module__ == "katapult_async.models"
+    assert b"katapult_async._task" not in pickle.dumps(errors.TaskFailedError(task))
+    assert pickle.loads(pickle.dumps(errors.TaskFailedError(task))).task == task

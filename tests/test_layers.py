@@ -128,6 +128,20 @@ def test_the_lower_layer_does_not_import_the_higher(low: str, high: str) -> None
     assert not any(high in graph[module] for module in below)
 
 
+def test_the_simulator_imports_nothing_of_the_client() -> None:
+    # testing/ is an independent implementation of the API; only its pytest plugin uses the client.
+    graph = import_graph()
+    testing = "katapult_async.testing"
+    outside = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith(testing) and module != f"{testing}.pytest_plugin"
+        for target in targets
+        if not target.startswith(testing) and target != "katapult_async._lazy"
+    }
+    assert not outside
+
+
 def test_the_graph_sees_imports_for_types_and_inside_functions() -> None:
     source = (
         "from typing import TYPE_CHECKING\n"

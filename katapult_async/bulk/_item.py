@@ -258,6 +258,7 @@ class _ItemProcessor:
         last: BaseException | None = None
         poller = self._client.poller
         journal = self._journal
+        kept = False  # the place is kept while the task is awaited (see below)
         for _ in range(_MAX_CONFIRMATIONS + 1):
             if confirm_next:
                 await asyncio.sleep(self.horizon())
@@ -273,6 +274,11 @@ class _ItemProcessor:
                     )
                 try:
                     task = await self._client.update_speed_profile(iface, profile)
+                    # With no budget known (a server without rate-limit headers, before any
+                    # 429), an item keeps its place while it waits, as in earlier releases: the
+                    # PATCHes of the others would otherwise all go out before a 429 tells the
+                    # limit. Once the budget is known, waiting holds no place.
+                    kept = self._wait and self._client.rate_limit.limit is None
                 except SpeedProfileAlreadyAssignedError as exc:
                     if exc.after_lost_response or (lost and not confirming):
                         # Our own unseen attempt made the assignment; its task may yet fail:
@@ -288,7 +294,8 @@ class _ItemProcessor:
                         return self._finish(item, Outcome.ERROR, error=unconfirmed)
                     return self._finish(item, Outcome.ERROR, error=exc)
             finally:
-                self._sending.release()
+                if not kept:
+                    self._sending.release()
             break
         else:
             unconfirmed = UnconfirmedUpdateError(item.interface_id, item.profile_text)
@@ -308,6 +315,9 @@ class _ItemProcessor:
             final = await poller.wait(task, timeout=self._timeout, submitted_at=submitted_at)
         except Exception as exc:
             return self._task_error(item, exc, task, task.id, resumed=False, confirmed=confirming)
+        finally:
+            if kept:
+                self._sending.release()
         self._finishes.append(poller.now() - submitted_at)
         verified = False
         if ticket is not None and self.gate is not None and self.gate.verify(ticket):

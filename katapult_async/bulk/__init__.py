@@ -236,7 +236,9 @@ def bulk_update(
     their requests (the read of ``record_previous``, the PATCH); an item whose PATCH was
     accepted waits for its task without holding one of those places, so that a job whose
     requests fit in the rate-limit budget sends every PATCH at once and ends with its slowest
-    task. The client's rate limiter paces the requests themselves, task polls included.
+    task. (Until the budget is known, from the rate-limit headers or a 429, an item keeps its
+    place while it waits, as in earlier releases.) The client's rate limiter paces the requests
+    themselves, task polls included.
 
     Stopping early: cancelling the task that iterates, calling ``aclose()``, or leaving an
     ``async with contextlib.aclosing(...)`` block stops taking input and sending PATCHes, cancels the

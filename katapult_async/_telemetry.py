@@ -5,15 +5,16 @@ This is the one module that imports ``opentelemetry``, and only lazily: :func:`r
 every new :class:`~katapult_async.KatapultClient` calls, imports ``opentelemetry-api`` (the ``otel``
 extra) if it is installed and looks at the global tracer and meter providers. Unless the
 application has set one of them (an SDK, or ``opentelemetry-instrument``), :data:`active` stays
-``None`` and the hot path pays one check of it per call and per attempt: no span, no metric, no
-import. Only the API is used, never the SDK.
+``None``: the traced methods are the plain ones (:func:`traced`), and the hot path pays one check
+of it per HTTP attempt: no span, no metric, no import. Only the API is used, never the SDK.
 
 Spans (the library's tracer is named ``katapult_async``):
 
 - one INTERNAL span per public call: ``katapult.update_speed_profile``, ``katapult.wait_for_task``
   (every :meth:`TaskPoller.wait <katapult_async.poller.TaskPoller.wait>`, also inside
   ``update_speed_profile(wait=True)`` and bulk items), ``katapult.bulk_update`` (the outcome counts
-  set when it ends) and ``katapult.select_interfaces``;
+  set when it ends), ``katapult.select_interfaces``, ``katapult.plan_speed_profiles`` and
+  ``katapult.revert_speed_profiles`` (:func:`traced_iteration`);
 - one CLIENT span per HTTP attempt, ``{method} {url.template}``, with the semantic conventions'
   ``http.request.method``, ``server.address``, ``server.port``, ``url.template``,
   ``http.response.status_code``, ``error.type`` (the status code from 400 up, else the exception's
@@ -23,15 +24,16 @@ Spans (the library's tracer is named ``katapult_async``):
 - ``katapult.ratelimit.wait``, an INTERNAL span beside the attempt's, covering the time its start
   waited for the rate-limit budget, when that was at least :data:`WAIT_SPAN_MIN`.
 
-Metrics: ``http.client.request.duration`` (s), ``katapult.requests`` (every attempt, by operation and
-status), ``katapult.ratelimit.wait.duration`` (s), the gauges ``katapult.ratelimit.limit`` and
+Metrics: ``http.client.request.duration`` (s), ``katapult.requests`` (every attempt, by operation
+and status), ``katapult.ratelimit.wait.duration`` (s), the gauges ``katapult.ratelimit.limit`` and
 ``katapult.ratelimit.remaining`` (the limiter's ``snapshot()``, per rate limiter, told apart by
-``katapult.ratelimit.limiter``, a number: the token is never named), ``katapult.task.duration`` (s, by final status),
-``katapult.task.polls`` (by ``katapult.task.done``) and ``katapult.bulk.results`` (by outcome).
+``katapult.ratelimit.limiter``, a number: the token is never named), ``katapult.task.duration``
+(s, by final status), ``katapult.task.polls`` (by ``katapult.task.done``) and
+``katapult.bulk.results`` (by outcome).
 
 Logs: the filter :func:`install_log_context` adds to the package's loggers gives every record made
 during an HTTP call ``request_id``, ``interface_id``, ``task_id`` and ``attempt`` attributes, where
-known; this needs no OpenTelemetry.
+known (:func:`current_call` finds the call on the stack); this needs no OpenTelemetry.
 
 The token never reaches this module: nothing here reads headers, and exception messages of the
 library's errors (which never hold it) are the only free text recorded; of any other exception

@@ -80,7 +80,7 @@ class Budget:
         time_margin: Seconds added to the window; with ``learn_margin``, the most it may be.
         learn_margin: Make the margin twice the longest recent round trip of our own
             requests (see :meth:`end`), never below :data:`MIN_TIME_MARGIN`, and never above
-            ``time_margin`` (smooth pacing) or a tenth of the window (burst pacing).
+            ``time_margin`` (smooth pacing) or half the window (burst pacing).
         pacing: ``"burst"``: start whenever the log has room; ``"smooth"``: also space the
             starts ``span / usable`` apart (see the module docstring).
     """
@@ -100,10 +100,11 @@ class Budget:
         self.smooth = pacing == "smooth"
         self.window = window
         self.span = window + time_margin
-        # Burst pacing sends dozens at once, and the last of them may take several times the
-        # usual round trip: the learned margin may grow past where it starts, to a tenth of the
-        # window. (Smooth pacing never lets it grow.)
-        cap = time_margin if pacing == "smooth" else max(time_margin, 0.1 * window)
+        # Burst pacing sends dozens at once, and the last of them may reach the server several
+        # usual round trips after its start: the learned margin (twice the longest recent round
+        # trip, which bounds that delay) may grow past where it starts, up to half the window.
+        # (Smooth pacing never lets it grow.)
+        cap = time_margin if pacing == "smooth" else max(time_margin, 0.5 * window)
         self._margin = (
             LearnedMargin(cap) if learn_margin and time_margin > MIN_TIME_MARGIN else None
         )

@@ -67,11 +67,13 @@ requested profile:
 
 Lines that cannot be parsed, such as a last line cut short by ``kill -9``, are ignored.
 
-This module holds the entry point and the client protocol; the parts live in private modules:
-``_options`` (``RunOptions``: the keywords as one frozen value, checked once and handed down),
-``_engine`` (the run: workers, result queue, progress), ``_item`` (one pair's way to its result),
-``_source`` (the lazy input and pair parsing), ``_journal`` (``JournalRecord`` and the file)
-and ``_seen`` (the duplicate index). Names with a leading underscore are for this package alone.
+This module holds the entry point; the parts live in private modules, each importing only those
+below it: ``_engine`` (the run: workers, result queue), ``_item`` (one pair's way to its result),
+``_progress`` (the counters, ``on_progress`` and the budget's ETA), ``_options`` (``RunOptions``:
+the keywords as one frozen value, checked once and handed down), ``_source`` (the lazy input and
+pair parsing), ``_journal`` (``JournalRecord`` and the file), ``_seen`` (the duplicate index) and,
+below them all, ``_types`` (``SupportsBulkUpdate``, public here: what the engine needs from a
+client). Names with a leading underscore are for this package alone.
 """
 
 from __future__ import annotations
@@ -80,32 +82,24 @@ import contextlib
 import os
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sized
-from typing import Protocol
 
 import attrs
 
 from katapult_async import _telemetry
 from katapult_async._callbacks import ProgressCallback
 from katapult_async._rollout import Rollout
-from katapult_async.bulk._engine import PROGRESS_INTERVAL as PROGRESS_INTERVAL
 from katapult_async.bulk._engine import _BulkRun
 from katapult_async.bulk._item import DEFAULT_CONFIRM_HORIZON as DEFAULT_CONFIRM_HORIZON
 from katapult_async.bulk._options import RunOptions as _RunOptions
+from katapult_async.bulk._progress import PROGRESS_INTERVAL as PROGRESS_INTERVAL
+from katapult_async.bulk._types import SupportsBulkUpdate
 from katapult_async.errors import (
     DuplicateItemError,
     JournalInUseError,
     NothingToResumeError,
     UnconfirmedUpdateError,
 )
-from katapult_async.models import (
-    BulkProgress,
-    NetworkInterface,
-    NetworkInterfaceRef,
-    SpeedProfileRef,
-    Task,
-    UpdateItem,
-    UpdateResult,
-)
+from katapult_async.models import BulkProgress, UpdateItem, UpdateResult
 
 __all__ = [
     "DEFAULT_CONFIRM_HORIZON",
@@ -119,54 +113,8 @@ __all__ = [
     "bulk_update",
 ]
 
-
-# --- what the engine needs from a client -------------------------------------------------------
-
-
-class _RateLimitSnapshot(Protocol):
-    @property
-    def limit(self) -> int | None: ...
-
-    @property
-    def window(self) -> float: ...
-
-    @property
-    def in_window(self) -> int: ...
-
-    @property
-    def rate_limited(self) -> int: ...
-
-
-class _Poller(Protocol):
-    async def wait(
-        self, task: Task, /, *, timeout: float | None = ..., submitted_at: float | None = ...
-    ) -> Task: ...
-
-    def now(self) -> float: ...
-
-    def expected_duration(self, name: str | None, /) -> float | None: ...
-
-
-class SupportsBulkUpdate(Protocol):
-    """The part of :class:`~katapult_async.client.KatapultClient` that :func:`bulk_update` uses."""
-
-    async def update_speed_profile(
-        self, interface: NetworkInterfaceRef, speed_profile: SpeedProfileRef, /
-    ) -> Task: ...
-
-    async def get_task(self, task_id: str, /) -> Task: ...
-
-    async def wait_for_task(self, task: str, /, *, task_timeout: float | None = ...) -> Task: ...
-
-    async def get_network_interface(self, interface: NetworkInterfaceRef, /) -> NetworkInterface:
-        """Used only with ``record_previous=True`` and a rollout's ``verify``."""
-        ...
-
-    @property
-    def poller(self) -> _Poller: ...
-
-    @property
-    def rate_limit(self) -> _RateLimitSnapshot: ...
+# Defined in _types, public here: help() and annotations name it katapult_async.bulk.<name>.
+SupportsBulkUpdate.__module__ = __name__
 
 
 # --- public entry point -------------------------------------------------------------------------

@@ -46,9 +46,9 @@ from katapult_async.models import (
 )
 
 if TYPE_CHECKING:
-    from katapult_async.bulk import SupportsBulkUpdate
-    from katapult_async.bulk._engine import _Progress
     from katapult_async.bulk._options import RunOptions
+    from katapult_async.bulk._progress import _Progress
+    from katapult_async.bulk._types import SupportsBulkUpdate
 
 DEFAULT_CONFIRM_HORIZON = 10.0
 """Seconds a confirmation waits when no task of the name has been seen finishing yet (live

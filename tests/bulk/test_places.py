@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from katapult_async.bulk import bulk_update
-from katapult_async.bulk._engine import budget_eta
+from katapult_async.bulk._progress import budget_eta
 from katapult_async.models import BulkProgress, Outcome
 from katapult_async.testing import KatapultSimulator
 

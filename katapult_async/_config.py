@@ -1,5 +1,6 @@
 """The client's options: :class:`ClientConfig` (every default, written once), the API token's
-source and mask, and the deprecated ``timeout=`` spelling of ``task_timeout=``."""
+source and mask, and the deprecated ``timeout=`` spellings of ``request_timeout=`` (the client's)
+and ``task_timeout=`` (its methods')."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ __all__ = [
     "TOKEN_ENV_VAR",
     "ClientConfig",
     "mask_token",
+    "request_timeout_arg",
     "task_timeout_arg",
     "token_from",
 ]
@@ -99,6 +101,19 @@ class ClientConfig:
             "ClientConfig.timeout is deprecated: use request_timeout", DeprecationWarning, 2
         )
         return self.request_timeout
+
+
+def request_timeout_arg(old: float | None, new: float) -> float:
+    """``request_timeout``, taking the deprecated ``KatapultClient(timeout=)`` with a warning."""
+    if old is None:
+        return new
+    warnings.warn(
+        "KatapultClient(timeout=) is deprecated: use request_timeout= (seconds for each HTTP "
+        "request)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old
 
 
 def task_timeout_arg(old: float | None, new: float | None) -> float | None:

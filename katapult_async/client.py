@@ -6,7 +6,6 @@ are a :class:`~katapult_async._config.ClientConfig`."""
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +21,7 @@ from katapult_async._config import (
     TOKEN_ENV_VAR,
     ClientConfig,
     mask_token,
+    request_timeout_arg,
     task_timeout_arg,
     token_from,
 )
@@ -128,14 +128,7 @@ class KatapultClient:
         reserve: float | None = _DEFAULTS.reserve,
         timeout: float | None = None,
     ) -> None:
-        if timeout is not None:
-            warnings.warn(
-                "KatapultClient(timeout=) is deprecated: use request_timeout= (seconds for each "
-                "HTTP request)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            request_timeout = timeout
+        request_timeout = request_timeout_arg(timeout, request_timeout)
         _telemetry.refresh()  # OpenTelemetry, if the application configured it (the otel extra)
         self._token = token_from(token)
         self.config = config = ClientConfig(
@@ -498,45 +491,15 @@ class KatapultClient:
     ) -> AsyncGenerator[UpdateResult, None]:
         """Update many interfaces concurrently; yield one :class:`UpdateResult` per input pair.
 
-        Every input pair gets exactly one result, in the order items finish (``.index`` says
-        which). Invalid pairs, duplicates of an interface already in the run, and updates that
-        cannot be confirmed (a PATCH whose response was lost and whose confirming PATCH failed
-        too: ``UnconfirmedUpdateError``) become ``ERROR`` results; the run goes on. Use it with ``contextlib.aclosing`` when you may stop early::
+        This is :func:`katapult_async.bulk_update` with this client, and takes its keywords, with
+        the same names and defaults: each is documented there, with the outcomes, halting, the
+        journal and resuming, and stopping early. Every input pair gets exactly one result, in
+        the order items finish (``.index`` says which). Use it with ``contextlib.aclosing`` when
+        you may stop early::
 
             async with aclosing(client.bulk_update_speed_profiles(pairs)) as results:
                 async for result in results:
                     print(result.interface_id, result.outcome)
-
-        Args:
-            updates: A sync or async iterable of ``(interface, speed_profile)`` pairs, consumed
-                lazily (a generator of 100,000 pairs is never materialised).
-            concurrency: Items sending their requests at once (the PATCH, and the read of
-                ``record_previous``); the limiter paces the requests.
-            max_tasks: Accepted tasks awaited at once beyond those (default 1,000): waiting
-                for a task holds no ``concurrency`` place (``0``: it does, as in earlier releases).
-            wait: Wait for each task (``COMPLETED``/``FAILED``) or stop at ``SUBMITTED``.
-            on_progress: Called (sync or async) with a :class:`BulkProgress` snapshot, at most
-                every 0.1 s and once at the end.
-            journal: A JSON Lines file recording each accepted PATCH and each result. Rerunning
-                with the journal of a run that did not finish (interrupted, halted, killed)
-                skips completed items, resumes polling submitted ones without a second PATCH,
-                and retries the rest; after a run that finished, a new run starts.
-            task_timeout: Seconds to wait for each task before an ``ERROR`` (``TaskTimeoutError``).
-            total: The number of pairs, when known and ``updates`` has no ``len()``, for the ETA.
-            journal_fsync: Also fsync the journal at most every 100 ms and at the end.
-            record_previous: Read each interface's current profile before its PATCH (one GET)
-                and record it as ``previous_speed_profile``, unless the item gives it.
-            confirm_horizon: Seconds to wait before confirming a lost PATCH response (default:
-                learned from the tasks seen, and those the journal recorded, 10 s before any).
-            timeout: Deprecated spelling of ``task_timeout`` (warns; removed in 0.4).
-            resume: With a ``journal``: ``None`` resumes its run unless that run finished (then
-                a new run starts), ``True`` insists on resuming (``NothingToResumeError`` if
-                there is no unfinished run), ``False`` starts a new run.
-            rollout: A :class:`Rollout`: a canary first, a strict halt past a failure
-                threshold (the items not started are ``SKIPPED``), read-backs of a share of
-                the completed items.
-
-        See :func:`katapult_async.bulk.bulk_update` for the details.
         """
         from katapult_async.bulk import bulk_update
 

@@ -90,9 +90,9 @@ WORKLOADS = (
     Workload("2 processes", 300, 100, 2.0, ("fixed", "sliding"), 11.5, processes=2),
 )
 QUICK = (
-    Workload("30 @ 100/10s", 30, 100, 10.0, ("fixed",), 2.5),
-    Workload("40 @ 20/1s", 40, 20, 1.0, ("fixed",), 4.5),
-    Workload("2 processes", 40, 20, 1.0, ("fixed",), 5.0, processes=2),
+    Workload("20 @ 100/4s", 20, 100, 4.0, ("fixed",), 2.5),
+    Workload("20 @ 10/0.5s", 20, 10, 0.5, ("fixed",), 2.5),
+    Workload("2 processes", 20, 10, 0.5, ("fixed",), 3.0, processes=2),
 )
 CLIENTS = ("burst", "smooth", "naive")
 CHARTED = "reference"

@@ -401,11 +401,12 @@ class Budget:
         # others', each would be a phantom holding back a start for a whole span, at every
         # turnover.
         self._own_since_reset = min(self.outgoing, len(self.starts))
-        if not self.smooth and started is not None:
-            # Burst: ours arrive in any order, and may have been answered before this one though
-            # they reached the server after the turnover too: all of ours started from a time
-            # margin before this one count as the new window's (a few too many hide as many of
-            # the others' for a round trip; too few would be phantoms).
+        if not self.smooth and started is not None and now >= self.shared_until:
+            # Burst, alone on the token: ours arrive in any order, and may have been answered
+            # before this one though they reached the server after the turnover too: all of ours
+            # started from a time margin before this one count as the new window's. (Too few
+            # would be phantoms that stall us; too many could hide the others' requests for a
+            # round trip, which is why this is only done while no others are seen.)
             margin = self.span - self.window
             self._own_since_reset = count_after(self.log.own, started - margin - EARLY)
         self.log.matched = 0

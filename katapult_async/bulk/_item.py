@@ -278,7 +278,7 @@ class _ItemProcessor:
                     # 429), an item keeps its place while it waits, as in earlier releases: the
                     # PATCHes of the others would otherwise all go out before a 429 tells the
                     # limit. Once the budget is known, waiting holds no place.
-                    kept = self._wait and self._client.rate_limit.limit is None
+                    kept = self._wait and self._budget_unknown()
                 except SpeedProfileAlreadyAssignedError as exc:
                     if exc.after_lost_response or (lost and not confirming):
                         # Our own unseen attempt made the assignment; its task may yet fail:
@@ -354,6 +354,14 @@ class _ItemProcessor:
         return VerificationError(
             item.interface_id, item.profile_text, profile_text(current.speed_profile)
         )
+
+    def _budget_unknown(self) -> bool:
+        """Whether the client's rate limiter knows no limit yet (read from the limiter itself
+        when the client has one: a snapshot scans the whole start log)."""
+        limiter = getattr(self._client, "limiter", None)
+        if limiter is not None:
+            return limiter.limit is None
+        return self._client.rate_limit.limit is None
 
     def _skip(self, item: _Item) -> UpdateResult:
         """The ``SKIPPED`` result of an item a halted run does not start (nothing is sent)."""

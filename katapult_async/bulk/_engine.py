@@ -83,12 +83,14 @@ class _BulkRun:
         self._options = options
         self._source = _PairSource(updates)
         concurrency = options.concurrency
-        # Workers awaiting their tasks hold no sending place: up to max_tasks of them beyond
-        # those sending. An input of known length needs no more workers than items.
-        workers = concurrency + options.max_tasks if options.wait else concurrency
-        # (With max_tasks=0 an item keeps its place while it waits: the sending places are
-        # never short.)
-        self._workers = workers if length is None else max(1, min(workers, length))
+        # ``concurrency`` workers, and once the budget is known (an item awaiting its task then
+        # holds no sending place), up to ``max_tasks`` more. An input of known length needs no
+        # more workers than items.
+        self._workers = concurrency if length is None else max(1, min(concurrency, length))
+        more = options.max_tasks if options.wait else 0
+        self._more = (
+            more if length is None else max(0, min(concurrency + more, length) - self._workers)
+        )
         self._buffer = min(concurrency, _MAX_RESULT_BUFFER)
         self.processor: _ItemProcessor | None = None
         self._progress = _Progress(
@@ -130,10 +132,9 @@ class _BulkRun:
                     options.rollout, on_halt=self.halt, stopped=lambda: self.halted is not None
                 )
             queue = self._queue = asyncio.Queue(self._buffer)
-            self._live = self._workers
-            loop = asyncio.get_running_loop()
-            for _ in range(self._workers):
-                self._tasks.append(loop.create_task(self._work(processor)))
+            if self._more:
+                processor.budget_known = self._add_workers
+            self._add_workers(self._workers)
             while True:
                 if self._fatal is not None:
                     raise self._fatal
@@ -173,6 +174,18 @@ class _BulkRun:
                         self._journal.close()
 
     # --- the workers ----------------------------------------------------------------------------
+
+    def _add_workers(self, count: int | None = None) -> None:
+        """Start ``count`` workers (by default the ``max_tasks`` more, once the budget is known)."""
+        processor = self.processor
+        assert processor is not None
+        if count is None:
+            count, self._more = self._more, 0
+            processor.budget_known = None
+        self._live += count
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            self._tasks.append(loop.create_task(self._work(processor)))
 
     async def _work(self, processor: _ItemProcessor) -> None:
         queue = self._queue

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -119,6 +120,9 @@ class _ItemProcessor:
             self._finishes.extend(journal.durations)
         self.confirmations = 0
         """Confirming PATCHes sent (each costs one request beyond the item's own)."""
+        self.budget_known: Callable[[], None] | None = None
+        """Called (once: the engine then clears it) when a PATCH is answered with the budget
+        known, so that items awaiting tasks stop holding their sending places."""
         self.halted: RunHaltedError | None = None
         """Set when the run halts: from then on, items not yet sent are ``SKIPPED`` with it."""
         self.gate: RolloutGate | None = None
@@ -278,7 +282,10 @@ class _ItemProcessor:
                     # 429), an item keeps its place while it waits, as in earlier releases: the
                     # PATCHes of the others would otherwise all go out before a 429 tells the
                     # limit. Once the budget is known, waiting holds no place.
-                    kept = self._wait and self._budget_unknown()
+                    if self._wait and self._budget_unknown():
+                        kept = True
+                    elif self.budget_known is not None:
+                        self.budget_known()  # the engine starts the workers of max_tasks
                 except SpeedProfileAlreadyAssignedError as exc:
                     if exc.after_lost_response or (lost and not confirming):
                         # Our own unseen attempt made the assignment; its task may yet fail:

@@ -262,7 +262,9 @@ class Budget:
         """
         if self.outgoing:
             self.outgoing -= 1
-        if not self.smooth and started is not None and now is not None:
+        if not self.smooth and started is not None and now is not None and self.limit is not None:
+            # (Only read once a limit is known: kept before, a run without one would hold the
+            # answers of a whole span, 100,000s at full speed.)
             self.log.answered(started, now)
         if self._margin is not None and started is not None and now is not None:
             margin = self._margin.add(now - started)

@@ -11,9 +11,9 @@ and why it is so is in ``docs/rate-limits.md`` ("How the budget model decides");
   while the log holds fewer than ``U = L - reserve``: safe for a sliding window and for fixed
   windows of any phase, since any window-long interval lies inside some span.
 * **Burst pacing** (the default) starts whenever the log has room: a job that fits the budget
-  goes out at once; a bigger one as the oldest starts age out. While others use the token (and
-  for the first span) it takes care (:meth:`Budget._may_burst`): at most a third of what was
-  left at the newest answer in flight, one at a time on stale news, 2 requests in reserve.
+  goes out at once; a bigger one as the oldest starts age out. For the first span it takes care
+  (:meth:`Budget._may_burst`: at most a third of what was left at the newest answer in flight,
+  one at a time on stale news); while others use the token it spreads as smooth pacing does.
   **Smooth pacing** also spaces the starts ``span / U`` apart, the even spreading of earlier
   releases, with a reserve of 1 % (3 % while others are seen).
 * **Others on the token**: the server's count beyond our own requests it can have counted gets
@@ -162,12 +162,9 @@ class Budget:
         self._usable = (_usable(limit, self._margins[0]), self._shared_usable(limit))
 
     def _shared_usable(self, limit: int) -> int:
-        if self.smooth:
-            return _usable(limit, self._margins[1], self._unseen)
-        # Burst: the halving of _burst_cap keeps the others' unseen requests few; the reserve
-        # covers the one probe each process may send on stale news.
-        reserve = max(SHARED_MIN, math.ceil(limit * self._margins[1] - _ROUNDING))
-        return max(1, limit - reserve)
+        # While others use the token both pacings spread (see ready_at), with the same reserve:
+        # at least what the others start between two of our answers, and 3 % by default.
+        return _usable(limit, max(self._margins[1], 0.03), self._unseen)
 
     def usable(self, now: float) -> int:
         """Starts allowed per span now (the reserve depends on whether others were seen)."""
@@ -182,16 +179,16 @@ class Budget:
         self.trim(now)
         usable = self.usable(now)
         ready_at = self.pause_until
-        if self.smooth:
+        # Burst pacing spreads too while others use the token: bursts of two processes that
+        # cannot see each other's requests in flight overshoot under load, and they would
+        # share the budget at the same pace anyway.
+        spread = self.smooth or now < self.shared_until
+        if spread:
             ready_at = max(ready_at, self.last_start + self.span / usable)
         starts = self.starts
         if len(starts) >= usable:
             ready_at = max(ready_at, starts[-usable] + self.span)
-        if (
-            not self.smooth
-            and now < max(self.shared_until, self._careful_until)
-            and not self._may_burst(now)
-        ):
+        if not spread and now < self._careful_until and not self._may_burst(now):
             return math.inf  # wait for an answer (see :meth:`_may_burst`)
         return ready_at
 
@@ -307,7 +304,8 @@ class Budget:
         remaining = max(remaining, 0)
         used = limit - remaining
         self.trim(now)
-        if not self.smooth and started is not None and started < self._answered_start:
+        spread = self.smooth or now < self.shared_until  # (see ready_at)
+        if not spread and started is not None and started < self._answered_start:
             # Burst pacing: dozens in flight at once, answered in any order. An answer to a
             # request started before one already read says nothing newer (and, read after it,
             # its higher Remaining would look like a window turning over).
@@ -331,19 +329,16 @@ class Budget:
         cutoff = now - self.span if started is None else started - self.window
         # (Burst: a burst's first ones a window ago may still count: its last ones arrived a
         # round trip later than its first. So ours from a span before.)
-        mine = cutoff if self.smooth or started is None else started - self.span
+        mine = cutoff if spread or started is None else started - self.span
         counted = min(count_after(self.log.own, mine), self._own_since_reset)
         sure = counted
         if started is not None:
-            if self.smooth:
-                # The others of ours still outgoing may not have reached the server yet.
+            if spread:
+                # The others of ours still outgoing may not have reached the server yet. (Burst
+                # pacing alone has dozens outgoing, most of them counted already: taken for the
+                # others', each would be a phantom holding a slot for a span. Sharing, it
+                # spreads like smooth pacing, with few outgoing.)
                 sure = max(0, counted - max(0, self.outgoing - 1))
-            elif now < self.shared_until:
-                # Burst pacing has dozens of ours outgoing at once: those started before this
-                # one (or with it) have reached the server before it, those started after have
-                # not. (Counting every one outgoing as not arrived, most would be phantoms, each
-                # holding a slot for a span.)
-                sure = max(0, counted - count_after(self.log.own, started + EARLY))
             # (Burst pacing alone on the token: every one of ours may have been counted, so
             # only what is beyond all of them is the others'. A request of ours that overtook
             # this one is no phantom then.)
@@ -395,7 +390,7 @@ class Budget:
             own_since_reset=self._own_since_reset,
             outgoing=self.outgoing,
             announced=self.announced,
-            burst=not self.smooth,
+            burst=not (self.smooth or now < self.shared_until),
         ):
             return
         # What the server counts from now on arrived after the turnover: this response's

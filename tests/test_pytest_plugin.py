@@ -18,6 +18,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+# Imported here, before any in-process pytester run: pytester drops the modules a run imported
+# when it ends, while the package's lazy re-exports keep what they handed out, so a class first
+# imported inside one run (an error class, say) would differ from the same class re-imported by
+# the next and `pytest.raises` would miss it. The whole suite imports these first anyway.
+import katapult_async.client
+import katapult_async.errors
+import katapult_async.testing  # noqa: F401 (see above)
+
 pytest_plugins = ["pytester"]
 
 INI = """

@@ -186,6 +186,11 @@ class RateLimiter:
         learn_margin = time_margin is None
         if time_margin is None:
             time_margin = default_time_margin(window)
+            if pacing == "burst":
+                # A burst's last requests reach the server well after their start before any
+                # round trip is learned (a configured limit bursts from the first request):
+                # start at a tenth of the window; 16 answers later it is learned.
+                time_margin = max(time_margin, 0.1 * window)
         elif not (math.isfinite(time_margin) and time_margin >= 0):
             raise ValueError(f"time_margin must be a non-negative number, not {time_margin!r}")
         if probe_timeout is not None and not (math.isfinite(probe_timeout) and probe_timeout > 0):

@@ -272,11 +272,12 @@ def test_reserve_sizes(limit: int, alone: int, shared: int) -> None:
 
 def test_default_margins() -> None:
     limiter = RateLimiter(100, 2.0)
-    assert limiter._budget.span == pytest.approx(2.02)
+    assert limiter._budget.span == pytest.approx(2.2)  # burst: a tenth of the window at first
+    assert RateLimiter(100, 2.0, pacing="smooth")._budget.span == pytest.approx(2.02)
     assert limiter._budget.usable(0.0) == 100  # burst: no reserve while alone
     assert RateLimiter(100, 2.0, pacing="smooth")._budget.usable(0.0) == 99
     assert RateLimiter(100, 2.0, reserve=0.05)._budget.usable(0.0) == 95
-    assert RateLimiter(1000, 60.0)._budget.span == pytest.approx(60.6)
+    assert RateLimiter(1000, 60.0, pacing="smooth")._budget.span == pytest.approx(60.6)
 
 
 def _budget_after_a_window_of_ours(outgoing: int) -> Budget:

@@ -262,7 +262,6 @@ class _ItemProcessor:
         last: BaseException | None = None
         poller = self._client.poller
         journal = self._journal
-        kept = False  # the place is kept while the task is awaited (see below)
         for _ in range(_MAX_CONFIRMATIONS + 1):
             if confirm_next:
                 await asyncio.sleep(self.horizon())
@@ -278,14 +277,13 @@ class _ItemProcessor:
                     )
                 try:
                     task = await self._client.update_speed_profile(iface, profile)
-                    # With no budget known (a server without rate-limit headers, before any
-                    # 429), an item keeps its place while it waits, as in earlier releases: the
-                    # PATCHes of the others would otherwise all go out before a 429 tells the
-                    # limit. Once the budget is known, waiting holds no place.
-                    if self._wait and self._budget_unknown():
-                        kept = True
-                    elif self.budget_known is not None:
-                        self.budget_known()  # the engine starts the workers of max_tasks
+                    # Once the budget is known, the engine starts the max_tasks workers that
+                    # let items wait for their tasks without a place. Until then (a server
+                    # without rate-limit headers, no 429 yet) only ``concurrency`` workers run,
+                    # one item each, as in earlier releases: the PATCHes of the others would
+                    # otherwise all go out before a 429 tells the limit.
+                    if self.budget_known is not None and not self._budget_unknown():
+                        self.budget_known()
                 except SpeedProfileAlreadyAssignedError as exc:
                     if exc.after_lost_response or (lost and not confirming):
                         # Our own unseen attempt made the assignment; its task may yet fail:
@@ -301,8 +299,7 @@ class _ItemProcessor:
                         return self._finish(item, Outcome.ERROR, error=unconfirmed)
                     return self._finish(item, Outcome.ERROR, error=exc)
             finally:
-                if not kept:
-                    self._sending.release()
+                self._sending.release()
             break
         else:
             unconfirmed = UnconfirmedUpdateError(item.interface_id, item.profile_text)
@@ -322,9 +319,6 @@ class _ItemProcessor:
             final = await poller.wait(task, timeout=self._timeout, submitted_at=submitted_at)
         except Exception as exc:
             return self._task_error(item, exc, task, task.id, resumed=False, confirmed=confirming)
-        finally:
-            if kept:
-                self._sending.release()
         self._finishes.append(poller.now() - submitted_at)
         verified = False
         if ticket is not None and self.gate is not None and self.gate.verify(ticket):

@@ -163,8 +163,8 @@ class Budget:
 
     def _shared_usable(self, limit: int) -> int:
         # While others use the token both pacings spread (see ready_at), with the same reserve:
-        # at least what the others start between two of our answers, and 3 % by default.
-        return _usable(limit, max(self._margins[1], 0.03), self._unseen)
+        # ``shared_margin``, and at least what the others start between two of our answers.
+        return _usable(limit, self._margins[1], self._unseen)
 
     def usable(self, now: float) -> int:
         """Starts allowed per span now (the reserve depends on whether others were seen)."""
@@ -193,12 +193,12 @@ class Budget:
         return ready_at
 
     def _may_burst(self, now: float) -> bool:
-        """Burst pacing while others use the token: may one more of ours start now?
+        """Burst pacing in a run's first span, before others are known: may one more start now?
 
-        Only while fewer of ours are in flight than half of what was left at the newest answer
-        (less the reserve): two processes that see the same budget left take no more than all
-        of it between them, and each answer halves what is left again, so it is spent in a few
-        round trips. (All of ours in flight count, even those the server counted already:
+        Only while fewer of ours are in flight than a third of what was left at the newest answer
+        (less the reserve): processes that see the same budget left take no more than all of it
+        between them, and each answer cuts what is left again, so it is spent in a few round
+        trips. (All of ours in flight count, even those the server counted already:
         started with the one answered, it cannot say which.) And only one at a time once a slot
         of the others' (a phantom) has freed since the newest request we heard back about
         started: they may have taken it again already, and only an answer can say. (Our own

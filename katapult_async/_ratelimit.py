@@ -134,7 +134,7 @@ class RateLimiter:
         safety_margin: Deprecated spelling of ``reserve`` (smooth pacing's reserve share,
             rounded up, at least one request when the limit is above 1).
         shared_margin: The reserve while ``X-Ratelimit-Remaining`` shows others using the same
-            token (default 3 %: 97 of 100; burst pacing uses at least 2 requests).
+            token (default 3 %: 97 of 100, or ``reserve`` if larger; both pacings then spread).
         time_margin: Seconds added to the window against latency jitter. By default it starts
             at ``max(0.02, 0.01 * window)`` and is then learned: twice the longest recent round
             trip (at least 5 ms, never more than at the start), from the start times that
@@ -179,7 +179,7 @@ class RateLimiter:
         if reserve is None:
             reserve = 0.0 if pacing == "burst" else 0.01
         if shared_margin is None:
-            shared_margin = reserve if pacing == "burst" else max(reserve, 0.03)
+            shared_margin = max(reserve, 0.03)
         for name, margin in (("reserve", reserve), ("shared_margin", shared_margin)):
             if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
                 raise ValueError(f"{name} must be a fraction in [0, 1), not {margin!r}")
